@@ -1,0 +1,210 @@
+"""Typed config schema, registered in Hydra's ConfigStore.
+
+The primary config (conf/config.yaml) starts from ``spelling_exp_schema``, so every group
+(model, data, template, lora, eval, train, logger) is merged into one of these dataclasses:
+an unknown key or a wrong type fails at composition with one clear line.
+
+This module imports only the standard library, hydra and omegaconf, so ``--help`` and
+``--cfg job`` never pay for torch/transformers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+PIPELINE_STAGES = ("data", "eval_base", "train", "eval_adapter", "compare", "report")
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    # "qwen3" turns on the non-thinking chat rules; "smollm2" / "generic" use the model's template.
+    family: str = "generic"
+    # Hub id ("Qwen/Qwen3-4B"), a local directory, or pkg://<package> for files shipped in a wheel.
+    path: str = MISSING
+    gguf_file: Optional[str] = None
+    revision: Optional[str] = None
+    # auto: local/HF cache, then hub if reachable, then offline rebuild (Qwen3); hub; offline.
+    tokenizer_source: str = "auto"
+    trust_remote_code: bool = False
+    dtype: str = "auto"
+    device: str = "auto"
+    adapter_path: Optional[str] = None
+    # None means "whatever the chat template does"; set it to make the choice explicit.
+    system_prompt: Optional[str] = None
+    # Must stay false: Qwen3 always runs in non-thinking mode (checked before anything loads).
+    enable_thinking: bool = False
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TokenRuleConfig:
+    """Which vocabulary entries count as English training words. See tokens.py."""
+    strip_leading_space: bool = True
+    ascii_letters_only: bool = True
+    min_length: int = 3
+    max_length: int = 20
+    lowercase: bool = True
+
+
+@dataclass
+class ExamplesConfig:
+    n_train: int = 20000
+    n_val: int = 500
+    # Training words are drawn without replacement; reuse lets n_train exceed the word count.
+    reuse_words: bool = False
+
+
+@dataclass
+class HoldoutConfig:
+    # english_words: the `english-words` PyPI package (lists below); file: one word per line.
+    source: str = "english_words"
+    lists: list[str] = field(default_factory=lambda: ["web2"])
+    path: Optional[str] = None
+    min_length: int = 4
+    max_length: int = 12
+    # Keep only words the model's tokenizer splits into >= this many tokens (1 = no filter).
+    min_tokens: int = 2
+    # drop: silently remove training words from the candidates; error: refuse a contaminated list.
+    on_overlap: str = "drop"
+    n_validation: int = 200
+    n_test: int = 1000
+
+
+@dataclass
+class BatchingConfig:
+    batch_size: int = 16
+    # Examples whose token lengths fall in the same window of (tolerance + 1) tokens batch together.
+    length_tolerance: int = 2
+    shuffle_buffer: int = 4096
+
+
+@dataclass
+class DataConfig:
+    seed: int = 0
+    cache_dir: str = "${oc.env:SPELLING_EXP_CACHE_DIR,${oc.env:HOME,.}/.cache/spelling_exp}"
+    tokens: TokenRuleConfig = field(default_factory=TokenRuleConfig)
+    examples: ExamplesConfig = field(default_factory=ExamplesConfig)
+    holdout: HoldoutConfig = field(default_factory=HoldoutConfig)
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+
+
+@dataclass
+class TemplateSpec:
+    category: str = MISSING  # spelling_first | word_first
+    style: str = MISSING  # simple | playful | educational | ...
+    user: str = MISSING  # placeholders: {word}, {spelling}
+    assistant: str = MISSING
+
+
+@dataclass
+class TemplateMix:
+    categories: dict[str, float] = field(default_factory=dict)
+    styles: dict[str, float] = field(default_factory=dict)
+    separators: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TemplateConfig:
+    name: str = MISSING
+    templates: dict[str, TemplateSpec] = field(default_factory=dict)
+    separators: dict[str, str] = field(default_factory=dict)
+    mix: TemplateMix = field(default_factory=TemplateMix)
+
+
+@dataclass
+class LoraConfig:
+    name: str = "default"
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    use_rslora: bool = False
+    use_dora: bool = False
+
+
+@dataclass
+class TrainConfig:
+    backend: str = "auto"  # auto | peft | unsloth
+    learning_rate: float = 2e-4
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.03
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 16
+    grad_accum: int = 1
+    max_length: int = 128
+    seed: int = 0
+    precision: str = "auto"  # auto | bf16 | fp16 | fp32
+    gradient_checkpointing: bool = False
+    save_steps: int = 50
+    eval_steps: int = 0
+    log_steps: int = 5
+    resume: str = "auto"  # auto | never | <checkpoint path>
+
+
+@dataclass
+class SamplingConfig:
+    greedy: bool = False
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int = 20
+    min_p: float = 0.0
+
+
+@dataclass
+class EvalConfig:
+    name: str = "default"
+    tasks: list[str] = field(default_factory=lambda: ["position", "count"])
+    split: str = "test"
+    n_questions: int = 200
+    seed: int = 0
+    n_samples: int = 1
+    batch_size: int = 16
+    max_new_tokens: int = 48
+    backend: str = "hf"
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    phrasings: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "none"  # none | wandb
+    project: str = "spelling-exp"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+    run_name: Optional[str] = None
+    mode: str = "offline"
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    template: TemplateConfig = field(default_factory=TemplateConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    # One stage by name (stage=data), or null to run `stages` in order.
+    stage: Optional[str] = None
+    stages: list[str] = field(default_factory=lambda: ["data"])
+    experiment_name: str = "default"
+    # Where the stage writes; null means Hydra's run dir.
+    output_dir: Optional[str] = None
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="spelling_exp_schema", node=Config)
+    # The top-level schema types every group: model, data, template, lora, eval, train, logger.
+
+
+def selected_stages(cfg: Any) -> list[str]:
+    return [cfg.stage] if cfg.stage else list(cfg.stages)

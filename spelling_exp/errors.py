@@ -1,0 +1,33 @@
+"""Errors a user can cause with bad input or config.
+
+The CLI turns any ``SpellingExpError`` into one line on stderr and exit code 2; anything
+else is a bug and keeps its traceback.
+"""
+
+
+class SpellingExpError(Exception):
+    """Base class: a problem with the user's input or configuration."""
+
+
+class ConfigError(SpellingExpError):
+    """A config value is valid YAML/type-wise but makes no sense (unknown name, zero weight...)."""
+
+
+class ThinkingModeError(ConfigError):
+    """Somebody tried to enable Qwen3 thinking mode; this project forbids it."""
+
+
+class WordListError(SpellingExpError):
+    """A word list is missing, unreadable or empty."""
+
+
+class SizeError(SpellingExpError):
+    """A requested size cannot be satisfied by the available words."""
+
+
+class HoldoutOverlapError(SpellingExpError):
+    """Hold-out words intersect training words."""
+
+
+class ModelLoadError(SpellingExpError):
+    """A model or tokenizer cannot be located or loaded."""

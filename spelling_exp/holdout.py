@@ -1,0 +1,107 @@
+"""Hold-out words: an external English word list, provably disjoint from training words.
+
+Sources: ``english_words`` (the `english-words` PyPI package; web2 = Webster's 2nd, gcide)
+or ``file`` (one word per line). Filters: ASCII letters only and all lowercase (which also
+drops proper nouns such as "Aaron"), a length range, and optionally a minimum number of
+tokens under the model's tokenizer. Training words are removed (on_overlap=drop) or
+refused (on_overlap=error); either way ``assert_disjoint`` checks the final lists.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, HoldoutOverlapError, SizeError, WordListError
+from .examples import seeded_rng
+
+SOURCES = ("english_words", "file")
+
+
+def read_word_file(path: str) -> list[str]:
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise WordListError(f"word list not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise WordListError(f"word list unreadable: {p} ({type(e).__name__}: {e})") from None
+    words = [line.strip() for line in text.splitlines()]
+    words = [w for w in words if w and not w.startswith("#")]
+    if not words:
+        raise WordListError(f"word list is empty: {p}")
+    return words
+
+
+def load_source_words(cfg: Any) -> tuple[list[str], str]:
+    """(raw words, description of the source)."""
+    if cfg.source == "english_words":
+        from english_words import get_english_words_set
+
+        if not cfg.lists:
+            raise ConfigError("data.holdout.lists is empty; name at least one english-words list (web2, gcide)")
+        try:
+            words = get_english_words_set(list(cfg.lists), alpha=False, lower=False)
+        except ValueError as e:
+            raise ConfigError(f"data.holdout.lists: {e}") from None
+        return sorted(words), f"english-words:{'+'.join(cfg.lists)}"
+    if cfg.source == "file":
+        if not cfg.path:
+            raise ConfigError("data.holdout.source=file needs data.holdout.path")
+        return read_word_file(cfg.path), f"file:{cfg.path}"
+    raise ConfigError(f"data.holdout.source: unknown source '{cfg.source}' (known: {', '.join(SOURCES)})")
+
+
+def filter_candidates(raw: Iterable[str], cfg: Any) -> list[str]:
+    keep = {w for w in (r.strip() for r in raw)
+            if w.isascii() and w.isalpha() and w.islower() and cfg.min_length <= len(w) <= cfg.max_length}
+    return sorted(keep)
+
+
+def assert_disjoint(holdout: Iterable[str], training: Iterable[str]) -> None:
+    train = {w.lower() for w in training}
+    overlap = sorted({w for w in holdout if w.lower() in train})
+    if overlap:
+        shown = ", ".join(overlap[:5]) + (" ..." if len(overlap) > 5 else "")
+        raise HoldoutOverlapError(f"{len(overlap)} hold-out word(s) are also training words: {shown}")
+
+
+def build_holdout(
+    raw: list[str], training_words: Iterable[str], tokenizer: Any, cfg: Any, seed: int,
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
+    """Validation and test splits as rows {word, n_tokens}, plus filter counts."""
+    if cfg.on_overlap not in ("drop", "error"):
+        raise ConfigError(f"data.holdout.on_overlap must be 'drop' or 'error', not '{cfg.on_overlap}'")
+    training = {w.lower() for w in training_words}
+    candidates = filter_candidates(raw, cfg)
+    counts = {"source_words": len(raw), "after_format_filter": len(candidates)}
+    if cfg.on_overlap == "error":
+        assert_disjoint(candidates, training)
+    candidates = [w for w in candidates if w not in training]
+    counts["after_removing_training_words"] = len(candidates)
+
+    need = cfg.n_validation + cfg.n_test
+    rng = seeded_rng(seed, "holdout")
+    rng.shuffle(candidates)
+    chosen: list[dict[str, Any]] = []
+    chunk = max(256, 2 * need)
+    # Tokenize in seeded-order chunks until we have enough: the full web2 list is 10x larger
+    # than anything we need, and the result is the same as filtering everything first.
+    for start in range(0, len(candidates), chunk):
+        block = candidates[start:start + chunk]
+        ids = tokenizer(block, add_special_tokens=False)["input_ids"]
+        chosen.extend({"word": w, "n_tokens": len(t)} for w, t in zip(block, ids) if len(t) >= cfg.min_tokens)
+        if len(chosen) >= need:
+            break
+    counts["eligible_seen"] = len(chosen)
+    if len(chosen) < need:
+        raise SizeError(
+            f"hold-out: asked for {cfg.n_validation} validation + {cfg.n_test} test words but only "
+            f"{len(chosen)} words pass the filters (length {cfg.min_length}-{cfg.max_length}, "
+            f">= {cfg.min_tokens} tokens, not a training word)"
+        )
+    chosen = chosen[:need]
+    splits = {"validation": chosen[:cfg.n_validation], "test": chosen[cfg.n_validation:]}
+    assert_disjoint((r["word"] for rows in splits.values() for r in rows), training)
+    assert_disjoint((r["word"] for r in splits["validation"]), (r["word"] for r in splits["test"]))
+    return splits, counts

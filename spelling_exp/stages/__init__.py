@@ -1,0 +1,19 @@
+"""Pipeline stages, looked up by name and imported lazily (keeps --help instant)."""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ConfigError
+
+STAGE_RUNNERS: dict[str, str] = {
+    "data": "spelling_exp.stages.data:run_data_stage",
+}
+
+
+def get_stage(name: str) -> Callable[[Any, Any], Any]:
+    if name not in STAGE_RUNNERS:
+        raise ConfigError(f"unknown stage '{name}' (known: {', '.join(STAGE_RUNNERS)})")
+    module, _, func = STAGE_RUNNERS[name].partition(":")
+    return getattr(importlib.import_module(module), func)
