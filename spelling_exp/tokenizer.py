@@ -107,7 +107,7 @@ def build_offline_qwen3_tokenizer(cache_dir: str | os.PathLike | None = None) ->
         padding_side="left",
     )
     tok.chat_template = QWEN3_CHAT_TEMPLATE
-    tok.name_or_path = OFFLINE_QWEN3_ID
+    tok.name_or_path = tok.source_id = OFFLINE_QWEN3_ID
     expected = {"<|im_start|>": 151644, "<|im_end|>": 151645, "</think>": 151668}
     for content, tid in expected.items():
         if tok.convert_tokens_to_ids(content) != tid:
@@ -191,6 +191,9 @@ def load_tokenizer(model_cfg: Any, cache_dir: str | os.PathLike | None = None) -
 
 
 def _finish(tok: Any, model_cfg: Any) -> Any:
+    # A stable, machine-independent identity for manifests (name_or_path may be a cache dir).
+    if getattr(tok, "name_or_path", "") != OFFLINE_QWEN3_ID:
+        tok.source_id = model_cfg.path + (f"#{model_cfg.gguf_file}" if model_cfg.gguf_file else "")
     tok.padding_side = "left"  # decoder-only generation
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -200,4 +203,4 @@ def _finish(tok: Any, model_cfg: Any) -> Any:
 
 
 def tokenizer_id(tok: Any) -> str:
-    return str(getattr(tok, "name_or_path", "") or type(tok).__name__)
+    return str(getattr(tok, "source_id", None) or getattr(tok, "name_or_path", "") or type(tok).__name__)

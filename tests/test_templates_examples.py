@@ -1,0 +1,107 @@
+import json
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+from conftest import make_config
+
+from spelling_exp.errors import ConfigError, SizeError
+from spelling_exp.examples import generate_examples
+from spelling_exp.templates import allocate, load_templates, mix_cells
+
+WORDS = [f"w{chr(97 + i % 26)}{chr(97 + (i // 26) % 26)}{chr(97 + (i // 676) % 26)}" for i in range(3000)]
+
+
+def _gen(template_cfg, n=1200, seed=0, words=WORDS, reuse=False):
+    t = load_templates(template_cfg)
+    return generate_examples(words, t, mix_cells(template_cfg, t), dict(template_cfg.separators), n, seed, "train",
+                             reuse)
+
+
+def test_every_example_records_its_provenance_and_renders_its_word():
+    cfg = make_config().template
+    for ex in _gen(cfg, n=300):
+        assert {"word", "category", "style", "separator", "template_id", "user", "assistant"} <= ex.keys()
+        sep = cfg.separators[ex["separator"]]
+        assert sep.join(ex["word"]) in ex["assistant"]
+        assert cfg.templates[ex["template_id"]].category == ex["category"]
+
+
+def test_balance_follows_mix_weights_exactly():
+    cfg = make_config("template=mixed").template
+    ex = _gen(cfg, n=1200)
+    cats, styles, seps = (Counter(e[k] for e in ex) for k in ("category", "style", "separator"))
+    assert abs(cats["spelling_first"] - cats["word_first"]) <= 1 + len(styles) * len(seps)
+    assert max(styles.values()) - min(styles.values()) <= len(cats) * len(seps)
+    w = cfg.mix.separators
+    total = sum(w.values())
+    for name, count in seps.items():  # largest remainder: within one example per cell of the quota
+        assert abs(count - 1200 * w[name] / total) <= 6
+    templates = Counter(e["template_id"] for e in ex)
+    assert len(templates) == len(cfg.templates)  # round-robin uses every template
+
+
+def test_category_preset_is_exclusive():
+    ex = _gen(make_config("template=word_first_only").template, n=200)
+    assert {e["category"] for e in ex} == {"word_first"}
+
+
+def test_allocate_is_exact():
+    cfg = make_config().template
+    cells = mix_cells(cfg, load_templates(cfg))
+    for n in (0, 1, 7, 1000, 12345):
+        assert sum(allocate(cells, n)) == n
+
+
+def test_same_seed_same_examples_different_seed_different():
+    cfg = make_config().template
+    a, b, c = _gen(cfg, seed=1), _gen(cfg, seed=1), _gen(cfg, seed=2)
+    assert json.dumps(a) == json.dumps(b)
+    assert json.dumps(a) != json.dumps(c)
+
+
+def test_words_are_not_reused_unless_allowed():
+    cfg = make_config().template
+    ex = _gen(cfg, n=500)
+    assert len({e["word"] for e in ex}) == 500
+    with pytest.raises(SizeError, match="reuse_words"):
+        _gen(cfg, n=50, words=WORDS[:10])
+    assert len(_gen(cfg, n=50, words=WORDS[:10], reuse=True)) == 50
+
+
+@pytest.mark.parametrize("override,message", [
+    ("+template.mix.separators.semicolon=1", "unknown separator 'semicolon'"),
+    ("+template.mix.categories.backwards=1", "unknown category 'backwards'"),
+    ("+template.mix.styles.shouty=1", "unknown style 'shouty'"),
+    ("template.mix.categories={spelling_first:0,word_first:0}", "sum to zero"),
+    ("template.mix.separators={space:-1,comma:2}", "negative weight"),
+])
+def test_bad_mix_is_rejected(override, message):
+    cfg = make_config(override).template
+    with pytest.raises(ConfigError, match=message):
+        mix_cells(cfg, load_templates(cfg))
+
+
+def test_bad_template_is_rejected():
+    cfg = make_config().template
+    bad = replace(cfg.templates["wf_simple_1"], assistant="{word} is spelled {letters}")
+    with pytest.raises(ConfigError, match="unknown placeholder"):
+        load_templates(replace(cfg, templates={"x": bad}))
+    bad = replace(cfg.templates["wf_simple_1"], category="sideways")
+    with pytest.raises(ConfigError, match="unknown category 'sideways'"):
+        load_templates(replace(cfg, templates={"x": bad}))
+
+
+def test_user_adds_template_and_mix_with_yaml_only(tmp_path):
+    """A user's own preset dir (hydra.searchpath) adds a template and a mix: no code change."""
+    (tmp_path / "template").mkdir()
+    (tmp_path / "template" / "my_mix.yaml").write_text(
+        "defaults:\n  - mixed\n  - _self_\nname: my_mix\n"
+        "templates:\n  my_t: {category: word_first, style: terse, user: '{word}?', assistant: '{spelling}'}\n"
+        "mix:\n  categories: {spelling_first: 0, word_first: 1}\n  styles: {simple: 0, playful: 0, educational: 0, terse: 1}\n"
+        "  separators: {space: 0, comma: 0, dash: 0, none: 0, newline: 0, pipe: 0, period: 0, arrow: 0, slash: 1}\n"
+        "separators: {slash: ' / '}\n")
+    cfg = make_config(f"hydra.searchpath=[file://{tmp_path}]", "template=my_mix").template
+    ex = _gen(cfg, n=20)
+    assert {e["template_id"] for e in ex} == {"my_t"}
+    assert ex[0]["assistant"] == " / ".join(ex[0]["word"])
