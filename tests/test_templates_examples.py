@@ -98,7 +98,8 @@ def test_user_adds_template_and_mix_with_yaml_only(tmp_path):
     (tmp_path / "template" / "my_mix.yaml").write_text(
         "defaults:\n  - mixed\n  - _self_\nname: my_mix\n"
         "templates:\n  my_t: {category: word_first, style: terse, user: '{word}?', assistant: '{spelling}'}\n"
-        "mix:\n  categories: {spelling_first: 0, word_first: 1}\n  styles: {simple: 0, playful: 0, educational: 0, terse: 1}\n"
+        "mix:\n  categories: {spelling_first: 0, word_first: 1}\n"
+        "  styles: {simple: 0, playful: 0, educational: 0, terse: 1}\n"
         "  separators: {space: 0, comma: 0, dash: 0, none: 0, newline: 0, pipe: 0, period: 0, arrow: 0, slash: 1}\n"
         "separators: {slash: ' / '}\n")
     cfg = make_config(f"hydra.searchpath=[file://{tmp_path}]", "template=my_mix").template
