@@ -160,16 +160,30 @@ class SamplingConfig:
 @dataclass
 class EvalConfig:
     name: str = "default"
-    tasks: list[str] = field(default_factory=lambda: ["position", "count"])
-    split: str = "test"
-    n_questions: int = 200
+    tasks: list[str] = field(default_factory=lambda: ["position", "count"])  # + "length" (optional)
+    split: str = "test"  # hold-out split: test | validation
+    n_questions: int = 200  # per task
     seed: int = 0
-    n_samples: int = 1
+    position_strata: dict[str, float] = field(default_factory=lambda: {"first": 1.0, "middle": 1.0, "last": 1.0})
+    last_as_word: float = 0.5
+    count_strata: dict[str, float] = field(default_factory=lambda: {"0": 1.0, "1": 1.0, "2": 1.0, "3+": 1.0})
+    phrasings: dict[str, list[str]] = field(default_factory=dict)
+    n_samples: int = 1  # replies per question
     batch_size: int = 16
     max_new_tokens: int = 48
     backend: str = "hf"
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    phrasings: dict[str, list[str]] = field(default_factory=dict)
+    # Reuse a finished evaluation with the same key (model, adapter, questions, sampling) from the cache.
+    use_cache: bool = True
+
+
+@dataclass
+class CompareConfig:
+    # Eval directories to compare; null means <run_dir>/eval_base and <run_dir>/eval_adapter.
+    base: str | None = None
+    adapter: str | None = None
+    n_bootstrap: int = 10000
+    seed: int = 0
 
 
 @dataclass
@@ -192,6 +206,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
     # One stage by name (stage=data), or null to run `stages` in order.
     stage: str | None = None
     stages: list[str] = field(default_factory=lambda: ["data"])
