@@ -70,6 +70,8 @@ class HoldoutConfig:
     min_tokens: int = 2
     # drop: silently remove training words from the candidates; error: refuse a contaminated list.
     on_overlap: str = "drop"
+    # Words containing any of these are dropped (web2 contains slurs we do not want in prompts).
+    exclude_substrings: list[str] = field(default_factory=lambda: ["nigger", "nigga", "faggot"])
     n_validation: int = 200
     n_test: int = 1000
 

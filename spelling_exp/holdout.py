@@ -53,8 +53,10 @@ def load_source_words(cfg: Any) -> tuple[list[str], str]:
 
 
 def filter_candidates(raw: Iterable[str], cfg: Any) -> list[str]:
+    banned = tuple(s.lower() for s in cfg.exclude_substrings)
     keep = {w for w in (r.strip() for r in raw)
-            if w.isascii() and w.isalpha() and w.islower() and cfg.min_length <= len(w) <= cfg.max_length}
+            if w.isascii() and w.isalpha() and w.islower() and cfg.min_length <= len(w) <= cfg.max_length
+            and not any(b in w for b in banned)}
     return sorted(keep)
 
 

@@ -9,6 +9,10 @@ from ..errors import ConfigError
 
 STAGE_RUNNERS: dict[str, str] = {
     "data": "spelling_exp.stages.data:run_data_stage",
+    "eval": "spelling_exp.stages.eval:run_eval_stage",
+    "eval_base": "spelling_exp.stages.eval:run_eval_base_stage",
+    "eval_adapter": "spelling_exp.stages.eval:run_eval_adapter_stage",
+    "compare": "spelling_exp.stages.compare:run_compare_stage",
 }
 
 

@@ -1,0 +1,192 @@
+"""Evaluation recipe: hold-out words -> questions -> replies -> parsed answers -> metrics.
+
+Resumable and atomic. Prompts are cut into a fixed batch plan (sorted by prompt length, so
+padding is small); every batch has its own seed derived from the eval seed and its index.
+Replies stream to ``predictions.jsonl`` batch by batch; a rerun keeps the complete batches,
+drops a partial one, and runs only what is missing, so it ends with exactly the replies an
+uninterrupted run would have produced. A finished evaluation is also stored in the cache under
+a key of everything that determines it (model, adapter, questions, sampling, batch plan), so
+e.g. every job of a LoRA-rank sweep reuses one base-model evaluation.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .cache import ArtifactCache, cache_key, publish
+from .chat import build_messages, render_chat
+from .io import (
+    atomic_write_json,
+    atomic_write_jsonl,
+    atomic_write_text,
+    canonical_json,
+    iter_jsonl,
+    read_json,
+    sha256_file,
+    sha256_text,
+)
+from .metrics import compute_metrics, metrics_table
+from .parsing import parse_letter, parse_number
+from .questions import build_questions, validate_eval_config
+
+log = logging.getLogger(__name__)
+EVAL_FORMAT_VERSION = 1  # bump when parsing or scoring changes: invalidates cached evaluations
+EVAL_FILES = ("questions.jsonl", "predictions.jsonl", "metrics.json", "metrics.md")
+
+
+@dataclass
+class EvalResult:
+    dir: Path
+    metrics: dict[str, Any]
+    cache_hit: bool
+
+
+def score(q: dict[str, Any], reply: str) -> dict[str, Any]:
+    if q["task"] == "position":
+        p = parse_letter(reply, q["word"], q["k"], q.get("asked_as_last", False))
+    elif q["task"] == "count":
+        p = parse_number(reply, q["word"], q["letter"])
+    else:
+        p = parse_number(reply, q["word"])
+    return {"parsed": p.value, "lenient": p.lenient, "spelled": p.spelled,
+            "correct": p.value == q["answer"], "lenient_correct": p.lenient == q["answer"]}
+
+
+def plan_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Question indices grouped by prompt length; depends only on the questions and batch size."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def adapter_fingerprint(adapter: str | None) -> str | None:
+    if not adapter:
+        return None
+    files = sorted(p for p in Path(adapter).glob("adapter_*") if p.is_file())
+    return sha256_text("".join(f"{p.name}:{sha256_file(p)}" for p in files))
+
+
+def eval_payload(cfg: Any, questions_sha: str, adapter: str | None) -> dict[str, Any]:
+    e = cfg.eval
+    return {
+        "format": EVAL_FORMAT_VERSION,
+        "model": {k: getattr(cfg.model, k) for k in ("family", "path", "gguf_file", "revision", "dtype",
+                                                     "system_prompt", "chat_template_kwargs")},
+        "adapter": adapter_fingerprint(adapter),
+        "questions_sha256": questions_sha,
+        "generation": {"backend": e.backend, "sampling": asdict(e.sampling), "n_samples": e.n_samples,
+                       "batch_size": e.batch_size, "max_new_tokens": e.max_new_tokens, "seed": e.seed},
+    }
+
+
+def _load_complete_batches(pred_path: Path, batches: list[list[int]], n_samples: int) -> list[dict[str, Any]]:
+    """Rows of fully finished batches from a previous (possibly killed) run; the file is rewritten to them."""
+    if not pred_path.exists():
+        return []
+    rows = list(iter_jsonl(pred_path))
+    counts: dict[int, int] = {}
+    for r in rows:
+        counts[r["batch"]] = counts.get(r["batch"], 0) + 1
+    done = {b for b, c in counts.items() if b < len(batches) and c == len(batches[b]) * n_samples}
+    keep = [r for r in rows if r["batch"] in done]
+    if len(keep) != len(rows) or pred_path.read_bytes()[-1:] not in (b"\n", b""):
+        atomic_write_jsonl(pred_path, keep)
+    return keep
+
+
+def run_predictions(cfg: Any, out: Path, questions: list[dict[str, Any]], key: str,
+                    adapter: str | None) -> list[dict[str, Any]]:
+    from tqdm.auto import tqdm
+
+    from .backends import make_backend
+    from .models import load_model
+    from .tokenizer import load_tokenizer
+
+    e, m = cfg.eval, cfg.model
+    tok = load_tokenizer(m, cfg.data.cache_dir)
+    prompts = [render_chat(tok, build_messages(q["prompt"], m.system_prompt), m.family, True,
+                           m.chat_template_kwargs) for q in questions]
+    lengths = [len(ids) for ids in tok(prompts, add_special_tokens=False)["input_ids"]]
+    batches = plan_batches(lengths, e.batch_size)
+
+    pred_path, state_path = out / "predictions.jsonl", out / "eval_state.json"
+    same_run = state_path.exists() and read_json(state_path).get("key") == key
+    if not same_run and pred_path.exists():
+        pred_path.unlink()  # predictions of a different evaluation: never mix them
+    atomic_write_json(state_path, {"key": key, "batches": len(batches)})
+    rows = _load_complete_batches(pred_path, batches, e.n_samples)
+    done = {r["batch"] for r in rows}
+    pending = [b for b in range(len(batches)) if b not in done]
+    if done:
+        log.info("resuming: %d of %d batches already done", len(done), len(batches))
+    if not pending:
+        return rows
+
+    model, tok, device = load_model(m, cfg.data.cache_dir, adapter_path=adapter)
+    backend = make_backend(e.backend, model=model, tokenizer=tok, device=device, sampling=e.sampling,
+                           max_new_tokens=e.max_new_tokens, n_samples=e.n_samples)
+    t0, n_done = time.perf_counter(), 0
+    bar = tqdm(total=len(questions), initial=sum(len(batches[b]) for b in done), unit="q",
+               desc=f"eval {out.name}", dynamic_ncols=True)
+    with open(pred_path, "a", encoding="utf-8") as f:
+        for b in pending:
+            idx = batches[b]
+            replies = backend.generate([prompts[i] for i in idx], seed=e.seed * 1_000_003 + b)
+            new = []
+            for i, samples in zip(idx, replies):
+                for s, reply in enumerate(samples):
+                    new.append({"id": questions[i]["id"], "sample": s, "batch": b, "reply": reply,
+                                **score(questions[i], reply), "prompt_rendered": prompts[i]})
+            f.write("".join(canonical_json(r) + "\n" for r in new))
+            f.flush()
+            os.fsync(f.fileno())
+            rows.extend(new)
+            n_done += len(idx)
+            bar.update(len(idx))
+            bar.set_postfix(q_per_s=f"{n_done / (time.perf_counter() - t0):.2f}")
+    bar.close()
+    return rows
+
+
+def evaluate(cfg: Any, out: Path, adapter: str | None = None, title: str = "") -> EvalResult:
+    from .stages.data import prepare_data
+
+    validate_eval_config(cfg.eval)
+    data = prepare_data(cfg)
+    split = cfg.eval.split
+    if split not in ("test", "validation"):
+        from .errors import ConfigError
+
+        raise ConfigError(f"eval.split must be 'test' or 'validation', not '{split}'")
+    questions = build_questions(list(iter_jsonl(data.dir / f"holdout_{split}.jsonl")), cfg.eval)
+    q_sha = sha256_text("".join(canonical_json(q) + "\n" for q in questions))
+    payload = eval_payload(cfg, q_sha, adapter)
+    key = cache_key(payload)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_jsonl(out / "questions.jsonl", questions)
+
+    cache = ArtifactCache(cfg.data.cache_dir, "eval")
+    if cfg.eval.use_cache and cache.complete(key):
+        publish(cache.path(key), out)
+        metrics = read_json(out / "metrics.json")
+        log.info("evaluation %s reused from cache (%s)", out.name, key)
+        print(metrics_table(metrics, title or out.name))
+        return EvalResult(out, metrics, True)
+
+    predictions = run_predictions(cfg, out, questions, key, adapter)
+    metrics = compute_metrics(questions, predictions)
+    metrics["meta"] = {"key": key, "model": cfg.model.name, "adapter": adapter, "split": split,
+                       "sampling": asdict(cfg.eval.sampling), "n_samples": cfg.eval.n_samples}
+    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_text(out / "metrics.md", metrics_table(metrics, title or out.name))
+    if cfg.eval.use_cache:
+        def store(tmp: Path) -> None:
+            for name in EVAL_FILES:
+                shutil.copy2(out / name, tmp / name)
+        cache.get_or_build(key, payload, store)
+    print(metrics_table(metrics, title or out.name))
+    return EvalResult(out, metrics, False)

@@ -1,0 +1,125 @@
+"""Model loading: hub id, local directory, or GGUF file; device and dtype; optional LoRA adapter.
+
+GGUF (the embedded SmolLM2): transformers dequantizes it to float32 in ~12-15 s of pure-Python
+parsing. We do that once, strip the GGUF quantization marker (it makes TRL refuse to train and
+``save_pretrained`` refuse to save although the weights are plain fp32), and cache the result
+as safetensors, so later loads take well under a second.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelLoadError
+from .resources import resolve_model_path
+from .tokenizer import gguf_cache_dir, load_tokenizer
+
+log = logging.getLogger(__name__)
+_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+           "float16": "float16", "fp16": "float16"}
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device != "auto":
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelLoadError(f"model.device={device} but CUDA is not available")
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_dtype(dtype: str, device: str) -> Any:
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32  # CPU/MPS: fp32 is the safe, fast-enough default
+    if dtype not in _DTYPES:
+        raise ModelLoadError(f"model.dtype: unknown dtype '{dtype}' (use auto, float32, bfloat16, float16)")
+    if device == "cpu" and _DTYPES[dtype] == "bfloat16":
+        log.warning("bfloat16 on CPU is slow here; consider model.dtype=float32")
+    return getattr(torch, _DTYPES[dtype])
+
+
+def strip_gguf_quantization_marker(model: Any) -> Any:
+    """GGUF-loaded weights are dequantized fp32, but the model still claims to be quantized."""
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
+    for attr in ("is_quantized", "quantization_method"):
+        if attr in vars(model):
+            delattr(model, attr)
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model
+
+
+def gguf_to_safetensors(gguf: Path, cache_dir: str | os.PathLike, model_cfg: Any) -> Path:
+    """Convert once; returns a directory loadable with from_pretrained (weights + tokenizer)."""
+    from transformers import AutoModelForCausalLM
+
+    target = gguf_cache_dir(gguf, cache_dir, "models")
+    if (target / "model.safetensors").is_file():
+        return target
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / "model.safetensors").is_file():
+            return target
+        log.info("converting %s to safetensors once (cached in %s)", gguf.name, target)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                     trust_remote_code=model_cfg.trust_remote_code)
+        strip_gguf_quantization_marker(model)
+        tok = load_tokenizer(model_cfg, cache_dir)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tok.save_pretrained(str(tmp))
+        os.replace(tmp, target)
+    return target
+
+
+def load_model(model_cfg: Any, cache_dir: str | os.PathLike, adapter_path: str | None = None,
+               for_training: bool = False) -> tuple[Any, Any, str]:
+    """(model, tokenizer, device). The tokenizer is left-padding, for generation."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device = resolve_device(model_cfg.device)
+    dtype = resolve_dtype(model_cfg.dtype, device)
+    tok = load_tokenizer(model_cfg, cache_dir)
+    path = resolve_model_path(model_cfg.path)
+    kwargs: dict[str, Any] = {"trust_remote_code": model_cfg.trust_remote_code, "dtype": dtype}
+    if model_cfg.gguf_file:
+        path = str(gguf_to_safetensors(Path(path) / model_cfg.gguf_file, cache_dir, model_cfg))
+    else:
+        kwargs["revision"] = model_cfg.revision
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as e:
+        raise ModelLoadError(f"cannot load model '{model_cfg.path}': {str(e).splitlines()[0]}") from None
+    adapter = adapter_path or model_cfg.adapter_path
+    if adapter:
+        from peft import PeftModel
+
+        if not (Path(adapter) / "adapter_config.json").is_file():
+            raise ModelLoadError(f"no LoRA adapter at {adapter} (adapter_config.json missing)")
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=for_training)
+        if not for_training:
+            model = model.merge_and_unload()  # plain weights: faster generation
+    model.to(device)
+    if not for_training:
+        model.eval()
+        torch.set_grad_enabled(False)
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tok.pad_token_id
+    return model, tok, device

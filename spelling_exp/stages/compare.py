@@ -1,0 +1,21 @@
+"""Compare stage: paired statistics of two evaluations, written to <run_dir>/compare."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..compare import compare_evals, comparison_table
+from ..io import atomic_write_json, atomic_write_text
+
+
+def run_compare_stage(cfg: Any, run_dir: Path) -> dict[str, Any]:
+    c = cfg.compare
+    base = Path(c.base) if c.base else run_dir / "eval_base"
+    adapter = Path(c.adapter) if c.adapter else run_dir / "eval_adapter"
+    result = compare_evals(base, adapter, n_boot=c.n_bootstrap, seed=c.seed)
+    out = run_dir / "compare"
+    atomic_write_json(out / "comparison.json", result)
+    table = comparison_table(result)
+    atomic_write_text(out / "comparison.md", "## Base vs adapter (paired)\n\n" + table)
+    print(table)
+    return result

@@ -1,0 +1,139 @@
+"""Evaluation on the real embedded SmolLM2 model: a handful of questions so the suite stays fast."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, make_config, run_cli
+
+EVAL = ["stage=eval", "data=small", "eval.n_questions=6", "eval.batch_size=4", "eval.max_new_tokens=24"]
+
+
+def _metrics(d):
+    m = json.loads((d / "metrics.json").read_text())
+    m.pop("meta")
+    return m
+
+
+def _preds(d):
+    rows = [json.loads(line) for line in open(d / "predictions.jsonl")]
+    return sorted((r["id"], r["sample"], r["reply"]) for r in rows)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, cache_dir):
+    out = tmp_path_factory.mktemp("evalref") / "run"
+    r = run_cli(*EVAL, "eval.use_cache=false", f"output_dir={out}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out / "eval", r.stdout
+
+
+def test_eval_end_to_end(reference):
+    d, stdout = reference
+    questions = [json.loads(line) for line in open(d / "questions.jsonl")]
+    preds = [json.loads(line) for line in open(d / "predictions.jsonl")]
+    assert len(questions) == 12 and {q["task"] for q in questions} == {"position", "count"}
+    assert len(preds) == 12 and {p["id"] for p in preds} == {q["id"] for q in questions}
+    for p in preds:
+        assert p["prompt_rendered"].startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
+        assert p["prompt_rendered"].endswith("<|im_start|>assistant\n")
+        assert {"reply", "parsed", "lenient", "spelled", "correct", "lenient_correct"} <= p.keys()
+    m = json.loads((d / "metrics.json").read_text())
+    for task in ("position", "count"):
+        t = m["tasks"][task]
+        assert t["replies"] == 6 and 0 <= t["accuracy"]["rate"] <= 1
+        assert t["accuracy"]["ci95"][0] <= t["accuracy"]["rate"] <= t["accuracy"]["ci95"][1]
+        assert {"no_answer", "spelled_out", "lenient_accuracy", "by_word_length", "by_word_tokens"} <= t.keys()
+    assert "mae" in m["tasks"]["count"] and "by_k" in m["tasks"]["position"]
+    assert "| position | 6 |" in stdout and "accuracy (strict)" in stdout
+    assert (d / "metrics.md").read_text().count("|") > 10
+
+
+def test_resume_after_kill_gives_identical_metrics(reference, tmp_path):
+    ref_dir, _ = reference
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "spelling_exp", *EVAL, "eval.use_cache=false",
+                             f"output_dir={out}"], cwd=ROOT, env=dict(os.environ),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pred = out / "eval" / "predictions.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if pred.exists() and pred.read_text().count("\n") >= 4:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_before = pred.read_text().count("\n")
+    assert 4 <= n_before < 12, "the run should have been killed mid-evaluation"
+    r = run_cli(*EVAL, "eval.use_cache=false", f"output_dir={out}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming" in r.stdout + r.stderr
+    assert _preds(out / "eval") == _preds(ref_dir)
+    assert _metrics(out / "eval") == _metrics(ref_dir)
+
+
+def test_eval_cache_reused_across_runs(reference, tmp_path):
+    a = run_cli(*EVAL, f"output_dir={tmp_path}/a")
+    b = run_cli(*EVAL, f"output_dir={tmp_path}/b")
+    assert a.returncode == 0 and b.returncode == 0, b.stderr[-2000:]
+    assert "reused from cache" in b.stdout + b.stderr
+    assert _metrics(tmp_path / "b" / "eval") == _metrics(tmp_path / "a" / "eval") == _metrics(reference[0])
+
+
+def test_compare_two_evaluations(reference, tmp_path):
+    greedy = tmp_path / "greedy"
+    r = run_cli(*EVAL, "eval/sampling=greedy", f"output_dir={greedy}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run_cli("stage=compare", f"compare.base={reference[0]}", f"compare.adapter={greedy}/eval",
+                "compare.n_bootstrap=2000", f"output_dir={tmp_path}/cmp")
+    assert r.returncode == 0, r.stderr[-2000:]
+    c = json.loads((tmp_path / "cmp" / "compare" / "comparison.json").read_text())
+    for task in ("position", "count"):
+        s = c["tasks"][task]["strict"]
+        assert s["n"] == 6 and 0 <= s["p_mcnemar"] <= 1
+        assert s["ci95"][0] <= s["diff"] <= s["ci95"][1]
+        assert s["diff"] == pytest.approx(s["adapter"] - s["base"])
+        assert "verdict" in c["tasks"][task]
+    assert "McNemar p" in r.stdout
+
+
+def test_compare_refuses_different_questions(reference, tmp_path):
+    other = tmp_path / "other"
+    r = run_cli(*EVAL, "eval.seed=5", "eval/sampling=greedy", f"output_dir={other}")
+    assert r.returncode == 0
+    r = run_cli("stage=compare", f"compare.base={reference[0]}", f"compare.adapter={other}/eval",
+                f"output_dir={tmp_path}/cmp")
+    assert r.returncode == 2 and "different questions" in r.stderr
+
+
+@pytest.fixture(scope="session")
+def smol_model(cache_dir):
+    from spelling_exp.models import load_model
+
+    return load_model(make_config().model, cache_dir)
+
+
+def test_backend_is_seeded_and_batched(smol_model):
+    from spelling_exp.backends import make_backend
+    from spelling_exp.chat import build_messages, render_chat
+
+    model, tok, device = smol_model
+    cfg = make_config()
+    be = make_backend("hf", model=model, tokenizer=tok, device=device, sampling=cfg.eval.sampling,
+                      max_new_tokens=12, n_samples=2)
+    prompts = [render_chat(tok, build_messages(f"Say a word that starts with {c}.", None), "smollm2", True)
+               for c in "abc"]
+    a, b, c = be.generate(prompts, seed=1), be.generate(prompts, seed=1), be.generate(prompts, seed=2)
+    assert a == b and a != c
+    assert len(a) == 3 and all(len(s) == 2 for s in a)
+    assert all("<|im_end|>" not in s for samples in a for s in samples)
+
+
+def test_thinking_refused_before_model_load(tmp_path):
+    t0 = time.time()
+    r = run_cli("stage=eval", "model=qwen3_4b", "model.enable_thinking=true", f"output_dir={tmp_path}/r")
+    assert r.returncode == 2 and "non-thinking" in r.stderr
+    assert time.time() - t0 < 10 and not (tmp_path / "r").exists()
