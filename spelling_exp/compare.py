@@ -93,7 +93,8 @@ def comparison_table(c: dict[str, Any]) -> str:
             f"| {task} | {s['n']} | {pct(s['base'])} | {pct(s['adapter'])} | {100 * s['diff']:+.1f} "
             f"[{100 * s['ci95'][0]:+.1f}, {100 * s['ci95'][1]:+.1f}] | {s['p_mcnemar']:.3g} | "
             f"{pct(le['base'])} → {pct(le['adapter'])} | {pct(e['no_answer']['base'])} → "
-            f"{pct(e['no_answer']['adapter'])} | {pct(e['spelled_out']['base'])} → {pct(e['spelled_out']['adapter'])} |")
+            f"{pct(e['no_answer']['adapter'])} | {pct(e['spelled_out']['base'])} → "
+            f"{pct(e['spelled_out']['adapter'])} |")
     s = c["overall"]["strict"]
     lines.append(f"| **all** | {s['n']} | {pct(s['base'])} | {pct(s['adapter'])} | {100 * s['diff']:+.1f} "
                  f"[{100 * s['ci95'][0]:+.1f}, {100 * s['ci95'][1]:+.1f}] | {s['p_mcnemar']:.3g} | | | |")
