@@ -15,8 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from .chat import check_thinking_disabled
 from .config import Config, register_configs, selected_stages
+from .context import RunContext
 from .errors import SpellingExpError
 from .io import atomic_write_text
+from .tracking import make_tracker
 
 log = logging.getLogger("spelling_exp")
 # Absolute path: with `python -m`, Hydra would resolve a relative path inside the package.
@@ -47,9 +49,17 @@ def run(cfg: DictConfig) -> None:
     # Stages get plain typed dataclasses: DictConfig attribute access is ~20 us, which
     # dominated the data build when used in per-token loops.
     config: Config = OmegaConf.to_object(cfg)
-    for name in selected_stages(config):
-        log.info("stage %s", name)
-        get_stage(name)(config, run_dir)
+    job = HydraConfig.get().job.name if HydraConfig.initialized() else "spelling_exp"
+    tracker = make_tracker(config, run_dir, OmegaConf.to_container(cfg, resolve=True), f"{job}-{run_dir.name}")
+    ctx = RunContext(config, run_dir, tracker)
+    exit_code = 1
+    try:
+        for name in selected_stages(config):
+            log.info("stage %s", name)
+            ctx.results[name] = get_stage(name)(ctx)
+        exit_code = 0
+    finally:
+        tracker.finish(exit_code)  # one W&B run per job, closed even when a stage fails
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
@@ -59,4 +69,4 @@ def main(cfg: DictConfig) -> None:
     except SpellingExpError as e:
         # One clear line, non-zero exit; user errors are not bugs and get no traceback.
         print(f"spelling_exp: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(e, "exit_code", 2))

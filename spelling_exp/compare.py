@@ -15,6 +15,7 @@ from .io import iter_jsonl, read_json
 from .stats import mcnemar_exact, paired_bootstrap_ci
 
 ALPHA = 0.05
+TASK_ORDER = ("position", "count", "length")
 
 
 def _per_question(pred_path: Path, field: str) -> tuple[dict[str, float], dict[str, bool]]:
@@ -38,6 +39,11 @@ def _paired(ids: list[str], base: tuple, adapter: tuple, n_boot: int, seed: int)
             "base_only_correct": b_only, "adapter_only_correct": a_only, "p_mcnemar": mcnemar_exact(b_only, a_only)}
 
 
+def ordered_tasks(c: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Tasks in canonical order (JSON round-trips sort keys alphabetically)."""
+    return sorted(c["tasks"].items(), key=lambda kv: TASK_ORDER.index(kv[0]))
+
+
 def verdict(task: str, s: dict[str, Any]) -> str:
     pts = 100 * s["diff"]
     ci = f"{100 * s['ci95'][0]:+.1f} to {100 * s['ci95'][1]:+.1f} points"
@@ -57,7 +63,7 @@ def compare_evals(base_dir: Path, adapter_dir: Path, n_boot: int = 10000, seed: 
     qb = {q["id"]: q for q in iter_jsonl(adapter_dir / "questions.jsonl")}
     if qa != qb:
         raise ConfigError(f"{base_dir} and {adapter_dir} asked different questions; a paired comparison needs the same")
-    tasks = sorted({q["task"] for q in qa.values()}, key=("position", "count", "length").index)
+    tasks = sorted({q["task"] for q in qa.values()}, key=TASK_ORDER.index)
     out: dict[str, Any] = {"base_dir": str(base_dir), "adapter_dir": str(adapter_dir), "tasks": {}}
     readings = {}
     for field in ("correct", "lenient_correct"):
@@ -87,7 +93,7 @@ def comparison_table(c: dict[str, Any]) -> str:
     lines = ["| task | n | base | adapter | diff [95% CI] | McNemar p | lenient base → adapter | "
              "no answer base → adapter | spells out base → adapter |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for task, e in c["tasks"].items():
+    for task, e in ordered_tasks(c):
         s, le = e["strict"], e["lenient"]
         lines.append(
             f"| {task} | {s['n']} | {pct(s['base'])} | {pct(s['adapter'])} | {100 * s['diff']:+.1f} "
@@ -99,5 +105,5 @@ def comparison_table(c: dict[str, Any]) -> str:
     lines.append(f"| **all** | {s['n']} | {pct(s['base'])} | {pct(s['adapter'])} | {100 * s['diff']:+.1f} "
                  f"[{100 * s['ci95'][0]:+.1f}, {100 * s['ci95'][1]:+.1f}] | {s['p_mcnemar']:.3g} | | | |")
     lines.append("")
-    lines.extend(f"- {e['verdict']}" for e in c["tasks"].values())
+    lines.extend(f"- {e['verdict']}" for _, e in ordered_tasks(c))
     return "\n".join(lines) + "\n"

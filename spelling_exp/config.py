@@ -145,9 +145,12 @@ class TrainConfig:
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
     gradient_checkpointing: bool = False
     save_steps: int = 50
+    save_total_limit: int = 3
     eval_steps: int = 0
     log_steps: int = 5
     resume: str = "auto"  # auto | never | <checkpoint path>
+    # Reuse a finished adapter trained with identical data/model/LoRA/train settings.
+    use_cache: bool = True
 
 
 @dataclass

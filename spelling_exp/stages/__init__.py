@@ -12,7 +12,9 @@ STAGE_RUNNERS: dict[str, str] = {
     "eval": "spelling_exp.stages.eval:run_eval_stage",
     "eval_base": "spelling_exp.stages.eval:run_eval_base_stage",
     "eval_adapter": "spelling_exp.stages.eval:run_eval_adapter_stage",
+    "train": "spelling_exp.stages.train:run_train_stage",
     "compare": "spelling_exp.stages.compare:run_compare_stage",
+    "report": "spelling_exp.stages.report:run_report_stage",
 }
 
 

@@ -5,11 +5,12 @@ from pathlib import Path
 from typing import Any
 
 from ..compare import compare_evals, comparison_table
+from ..context import RunContext
 from ..io import atomic_write_json, atomic_write_text
 
 
-def run_compare_stage(cfg: Any, run_dir: Path) -> dict[str, Any]:
-    c = cfg.compare
+def run_compare_stage(ctx: RunContext) -> dict[str, Any]:
+    run_dir, c = ctx.run_dir, ctx.cfg.compare
     base = Path(c.base) if c.base else run_dir / "eval_base"
     adapter = Path(c.adapter) if c.adapter else run_dir / "eval_adapter"
     result = compare_evals(base, adapter, n_boot=c.n_bootstrap, seed=c.seed)
@@ -18,4 +19,11 @@ def run_compare_stage(cfg: Any, run_dir: Path) -> dict[str, Any]:
     table = comparison_table(result)
     atomic_write_text(out / "comparison.md", "## Base vs adapter (paired)\n\n" + table)
     print(table)
+    flat = {}
+    for task, e in result["tasks"].items():
+        for k in ("base", "adapter", "diff", "p_mcnemar"):
+            flat[f"compare/{task}/{k}"] = e["strict"][k]
+        flat[f"compare/{task}/lenient_diff"] = e["lenient"]["diff"]
+    ctx.tracker.log(flat)
+    ctx.tracker.summary(flat)
     return result

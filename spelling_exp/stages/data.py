@@ -181,7 +181,8 @@ def prepare_data(cfg: Any) -> DataArtifacts:
     return DataArtifacts(entry, hit, read_json(entry / "manifest.json"))
 
 
-def run_data_stage(cfg: Any, run_dir: Path) -> DataArtifacts:
+def run_data_stage(ctx: Any) -> DataArtifacts:
+    cfg, run_dir = ctx.cfg, ctx.run_dir
     t0 = time.perf_counter()
     art = prepare_data(cfg)
     publish(art.dir, run_dir / "data")
@@ -190,4 +191,5 @@ def run_data_stage(cfg: Any, run_dir: Path) -> DataArtifacts:
     log.info("data %s in %.2fs: %d english tokens, %d/%d train/val examples, %d/%d hold-out words -> %s",
              "reused from cache" if art.cache_hit else "built", time.perf_counter() - t0, c["english_tokens"],
              c["train_examples"], c["val_examples"], c["holdout_validation"], c["holdout_test"], art.dir)
+    ctx.tracker.summary({f"data/{k}": v for k, v in c.items()})
     return art

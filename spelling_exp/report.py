@@ -1,0 +1,230 @@
+"""Run report: report.md and a self-contained report.html (plots embedded), answer first.
+
+Order: the answer per task (base, adapter, difference with 95% CI, McNemar p, verdict), the
+format-drift readings beside it, then plots (accuracy per task; by word length; by position;
+by true count; count confusion heatmaps; no-answer / spelled-out rates; training loss), then
+the resolved config.
+"""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+from .compare import TASK_ORDER as ORDER
+from .compare import comparison_table, ordered_tasks
+from .io import atomic_write_text
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import logging
+
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO lines about category axes are noise
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
+    os.close(fd)
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _series(m: dict[str, Any], task: str, key: str) -> tuple[list[str], list[float], list[float], list[float]]:
+    d = m["tasks"].get(task, {}).get(key, {})
+    xs = list(d)
+    return (xs, [d[x]["rate"] for x in xs], [d[x]["rate"] - d[x]["ci95"][0] for x in xs],
+            [d[x]["ci95"][1] - d[x]["rate"] for x in xs])
+
+
+def plot_accuracy_by_task(base, adapter, path: Path) -> Path:
+    plt = _plt()
+    tasks = [t for t in ORDER if t in base["tasks"]]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    w = 0.38
+    for j, (label, m, color) in enumerate((("base", base, "#8c8c8c"), ("adapter", adapter, "#1f77b4"))):
+        rates = [m["tasks"][t]["accuracy"]["rate"] for t in tasks]
+        err = [[r - m["tasks"][t]["accuracy"]["ci95"][0] for r, t in zip(rates, tasks)],
+               [m["tasks"][t]["accuracy"]["ci95"][1] - r for r, t in zip(rates, tasks)]]
+        xs = [i + (j - 0.5) * w for i in range(len(tasks))]
+        ax.bar(xs, rates, w, yerr=err, capsize=4, label=f"{label} (strict)", color=color)
+        ax.scatter(xs, [m["tasks"][t]["lenient_accuracy"]["rate"] for t in tasks], marker="_", s=400, color="k",
+                   zorder=3, label="lenient reading" if j == 1 else None)
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.set_title("Hold-out accuracy, base vs LoRA adapter (95% Wilson CI)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_breakdown(base, adapter, task: str, key: str, xlabel: str, title: str, path: Path) -> Path | None:
+    if task not in base["tasks"] or key not in base["tasks"][task]:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for label, m, color in (("base", base, "#8c8c8c"), ("adapter", adapter, "#1f77b4")):
+        xs, ys, lo, hi = _series(m, task, key)
+        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=label, color=color)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_confusion(base, adapter, path: Path) -> Path | None:
+    if "count" not in base["tasks"]:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    for ax, (label, m) in zip(axes, (("base", base), ("adapter", adapter))):
+        conf = m["tasks"]["count"]["confusion"]
+        truths = sorted(conf, key=int)
+        preds = sorted({p for row in conf.values() for p in row}, key=lambda p: (p == "none", int(p) if
+                                                                                  p.isdigit() else 0))
+        grid = [[conf[t].get(p, 0) for p in preds] for t in truths]
+        ax.imshow(grid, cmap="Blues")
+        ax.set_xticks(range(len(preds)), preds)
+        ax.set_yticks(range(len(truths)), truths)
+        peak = max(max(row) for row in grid) or 1
+        for i, row in enumerate(grid):
+            for j, v in enumerate(row):
+                if v:
+                    ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                            color="white" if v > peak / 2 else "black")
+        ax.set_xlabel("predicted count")
+        ax.set_ylabel("true count")
+        ax.set_title(f"count confusion: {label}")
+    return _save(fig, path)
+
+
+def plot_format_drift(base, adapter, path: Path) -> Path:
+    plt = _plt()
+    tasks = [t for t in ORDER if t in base["tasks"]]
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    w = 0.2
+    bars = (("base: no answer", base, "no_answer", "#bbbbbb"), ("adapter: no answer", adapter, "no_answer", "#ff7f0e"),
+            ("base: spells word", base, "spelled_out", "#dddddd"), ("adapter: spells word", adapter, "spelled_out",
+                                                                   "#2ca02c"))
+    for j, (label, m, key, color) in enumerate(bars):
+        ax.bar([i + (j - 1.5) * w for i in range(len(tasks))], [m["tasks"][t][key]["rate"] for t in tasks], w,
+               label=label, color=color)
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of replies")
+    ax.set_title("Format drift: replies without a parseable answer / spelling the word")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_training_loss(log_history: list[dict[str, Any]], path: Path) -> Path | None:
+    points = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "step" in h]
+    if not points:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(*zip(*points), marker="." if len(points) < 50 else None)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (answer tokens)")
+    ax.set_title("LoRA training loss")
+    return _save(fig, path)
+
+
+def make_plots(base, adapter, log_history, out: Path) -> list[tuple[str, Path]]:
+    out.mkdir(parents=True, exist_ok=True)
+    plots = [
+        ("Accuracy per task", plot_accuracy_by_task(base, adapter, out / "accuracy_by_task.png")),
+        ("Format drift", plot_format_drift(base, adapter, out / "format_drift.png")),
+        ("Position accuracy by word length", plot_breakdown(base, adapter, "position", "by_word_length",
+                                                            "word length", "position: by word length",
+                                                            out / "position_by_length.png")),
+        ("Count accuracy by word length", plot_breakdown(base, adapter, "count", "by_word_length", "word length",
+                                                         "count: by word length", out / "count_by_length.png")),
+        ("Position accuracy by position k", plot_breakdown(base, adapter, "position", "by_k", "k (1-based)",
+                                                           "position: by asked position", out / "position_by_k.png")),
+        ("Position accuracy by stratum", plot_breakdown(base, adapter, "position", "by_stratum", "stratum",
+                                                        "position: first / middle / last",
+                                                        out / "position_by_stratum.png")),
+        ("Count accuracy by true count", plot_breakdown(base, adapter, "count", "by_true_value", "true count",
+                                                        "count: by true count", out / "count_by_true_count.png")),
+        ("Accuracy by tokens per word", plot_breakdown(base, adapter, "position", "by_word_tokens",
+                                                       "tokens per word", "position: by tokens per word",
+                                                       out / "position_by_tokens.png")),
+        ("Count confusion", plot_confusion(base, adapter, out / "count_confusion.png")),
+        ("Training loss", plot_training_loss(log_history, out / "training_loss.png")),
+    ]
+    return [(title, p) for title, p in plots if p is not None]
+
+
+def drift_notes(comparison: dict[str, Any]) -> list[str]:
+    notes = []
+    for task, e in ordered_tasks(comparison):
+        na, sp, le = e["no_answer"], e["spelled_out"], e["lenient"]
+        if na["adapter"] - na["base"] >= 0.10 or sp["adapter"] - sp["base"] >= 0.10:
+            notes.append(f"{task}: the adapter's answer format drifted (no answer {100 * na['base']:.0f}% → "
+                         f"{100 * na['adapter']:.0f}%, spells the word out {100 * sp['base']:.0f}% → "
+                         f"{100 * sp['adapter']:.0f}%); the lenient reading changes by {100 * le['diff']:+.1f} points "
+                         f"(95% CI {100 * le['ci95'][0]:+.1f} to {100 * le['ci95'][1]:+.1f}).")
+    return notes
+
+
+def write_report(run_dir: Path, title: str, comparison: dict[str, Any], base: dict[str, Any], adapter: dict[str, Any],
+                 log_history: list[dict[str, Any]], config_yaml: str, train_info: dict[str, Any] | None) -> Path:
+    out = run_dir / "report"
+    plots = make_plots(base, adapter, log_history, out / "plots")
+    table = comparison_table(comparison)
+    notes = drift_notes(comparison)
+    md = [f"# {title}", "", "## Answer", "",
+          "Does LoRA training on spelling improve character position and count questions on hold-out words?", "",
+          table]
+    if notes:
+        md += ["**Format drift.**", *[f"- {n}" for n in notes], ""]
+    if train_info:
+        md += [f"Training: {train_info['steps']} steps ({train_info['backend']}, {train_info['device']}, "
+               f"{train_info['precision']}), final loss {train_info['final_loss']}, padding "
+               f"{100 * train_info['batching']['padding_fraction']:.1f}%.", ""]
+    md += ["## Plots", ""] + [f"### {t}\n\n![{t}](plots/{p.name})\n" for t, p in plots]
+    md += ["## Config", "", "```yaml", config_yaml.rstrip(), "```", ""]
+    atomic_write_text(out / "report.md", "\n".join(md))
+
+    def img(p: Path) -> str:
+        return "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode()
+
+    rows = "".join(
+        f"<tr><td>{t}</td><td>{e['strict']['n']}</td><td>{100 * e['strict']['base']:.1f}%</td>"
+        f"<td>{100 * e['strict']['adapter']:.1f}%</td><td>{100 * e['strict']['diff']:+.1f} "
+        f"[{100 * e['strict']['ci95'][0]:+.1f}, {100 * e['strict']['ci95'][1]:+.1f}]</td>"
+        f"<td>{e['strict']['p_mcnemar']:.3g}</td><td>{100 * e['lenient']['base']:.1f}% → "
+        f"{100 * e['lenient']['adapter']:.1f}%</td><td>{100 * e['no_answer']['base']:.1f}% → "
+        f"{100 * e['no_answer']['adapter']:.1f}%</td></tr>" for t, e in ordered_tasks(comparison))
+    body = [f"<h1>{html.escape(title)}</h1>", "<h2>Answer</h2>",
+            "<table><tr><th>task</th><th>n</th><th>base</th><th>adapter</th><th>diff [95% CI], points</th>"
+            "<th>McNemar p</th><th>lenient base → adapter</th><th>no answer base → adapter</th></tr>"
+            f"{rows}</table>", "<ul>" + "".join(f"<li>{html.escape(e['verdict'])}</li>"
+                                                for _, e in ordered_tasks(comparison)) + "</ul>"]
+    if notes:
+        body.append("<p><b>Format drift.</b></p><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+                    + "</ul>")
+    body.append("<h2>Plots</h2>")
+    body += [f"<h3>{html.escape(t)}</h3><img alt='{html.escape(t)}' src='{img(p)}'>" for t, p in plots]
+    body.append(f"<h2>Config</h2><pre>{html.escape(config_yaml)}</pre>")
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"
+            "body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em}"
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+            "img{max-width:100%}pre{background:#f6f6f6;padding:1em;overflow:auto}</style></head><body>"
+            + "\n".join(body) + "</body></html>")
+    atomic_write_text(out / "report.html", page)
+    return out

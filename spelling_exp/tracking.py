@@ -1,0 +1,91 @@
+"""Experiment tracking: one W&B run per Hydra job, or nothing (logger=none).
+
+Mode: WANDB_MODE from the environment wins; else an API key (WANDB_API_KEY) means online;
+else ``logger.mode`` (offline by default). Every W&B file stays inside the run dir (WANDB_DIR,
+cache, data and config dirs all point there). The logged config has secret-looking keys
+removed. ``finish`` is always called, with a non-zero exit code when the job failed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+_SECRET = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.I)
+
+
+def scrub(obj: Any) -> Any:
+    """Config without secret-looking keys (values replaced, so the structure stays readable)."""
+    if isinstance(obj, dict):
+        return {k: ("<redacted>" if _SECRET.search(str(k)) else scrub(v)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [scrub(v) for v in obj]
+    return obj
+
+
+class Tracker:
+    """No-op tracker (logger=none); the interface every stage uses."""
+    run_dir: Path | None = None
+
+    def log(self, data: dict[str, Any], step: int | None = None) -> None: ...
+    def summary(self, data: dict[str, Any]) -> None: ...
+    def table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None: ...
+    def artifact(self, path: Path, name: str, kind: str) -> None: ...
+    def finish(self, exit_code: int = 0) -> None: ...
+
+
+class WandbTracker(Tracker):
+    def __init__(self, cfg: Any, run_dir: Path, config: dict[str, Any], job_name: str):
+        wdir = run_dir / "wandb"
+        for sub in ("", ".cache", ".data", ".config", ".artifacts"):
+            (wdir / sub).mkdir(parents=True, exist_ok=True)
+        os.environ["WANDB_DIR"] = str(run_dir)  # wandb writes <WANDB_DIR>/wandb/...
+        os.environ["WANDB_CACHE_DIR"] = str(wdir / ".cache")
+        os.environ["WANDB_DATA_DIR"] = str(wdir / ".data")
+        os.environ["WANDB_CONFIG_DIR"] = str(wdir / ".config")
+        os.environ["WANDB_ARTIFACT_DIR"] = str(wdir / ".artifacts")
+        os.environ.setdefault("WANDB_SILENT", "true")
+        mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else cfg.mode)
+        import wandb
+
+        self.wandb = wandb
+        self.run = wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group, tags=list(cfg.tags) or None,
+                              name=cfg.run_name or job_name, config=scrub(config), dir=str(run_dir), mode=mode,
+                              reinit="finish_previous")
+        # Training curves use their own x-axis, so stages logging before/after training never
+        # collide with W&B's monotonic step counter.
+        self.run.define_metric("train/global_step")
+        self.run.define_metric("train/*", step_metric="train/global_step")
+        self.run_dir = run_dir
+        self.mode = mode
+        log.info("W&B run %s (%s) in %s", self.run.id, mode, wdir)
+
+    def log(self, data: dict[str, Any], step: int | None = None) -> None:
+        self.run.log(data, step=step)
+
+    def summary(self, data: dict[str, Any]) -> None:
+        self.run.summary.update(data)
+
+    def table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None:
+        self.run.log({name: self.wandb.Table(columns=columns, data=rows)})
+
+    def artifact(self, path: Path, name: str, kind: str) -> None:
+        art = self.wandb.Artifact(name=re.sub(r"[^\w.-]", "-", name), type=kind)
+        (art.add_dir if path.is_dir() else art.add_file)(str(path))
+        self.run.log_artifact(art)
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.run.finish(exit_code=exit_code)
+
+
+def make_tracker(cfg: Any, run_dir: Path, config: dict[str, Any], job_name: str) -> Tracker:
+    if cfg.logger.name == "none":
+        return Tracker()
+    if cfg.logger.name == "wandb":
+        return WandbTracker(cfg.logger, run_dir, config, job_name)
+    from .errors import ConfigError
+
+    raise ConfigError(f"logger.name must be none or wandb, not '{cfg.logger.name}'")
