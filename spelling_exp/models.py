@@ -91,7 +91,6 @@ def gguf_to_safetensors(gguf: Path, cache_dir: str | os.PathLike, model_cfg: Any
 def load_model(model_cfg: Any, cache_dir: str | os.PathLike, adapter_path: str | None = None,
                for_training: bool = False) -> tuple[Any, Any, str]:
     """(model, tokenizer, device). The tokenizer is left-padding, for generation."""
-    import torch
     from transformers import AutoModelForCausalLM
 
     device = resolve_device(model_cfg.device)
@@ -118,8 +117,9 @@ def load_model(model_cfg: Any, cache_dir: str | os.PathLike, adapter_path: str |
             model = model.merge_and_unload()  # plain weights: faster generation
     model.to(device)
     if not for_training:
+        # No global torch.set_grad_enabled(False): training may follow in the same process.
+        # Backends generate under torch.inference_mode().
         model.eval()
-        torch.set_grad_enabled(False)
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tok.pad_token_id
     return model, tok, device

@@ -220,11 +220,12 @@ def checkpoint_is_valid(path: Path) -> bool:
     try:
         json.loads((path / "trainer_state.json").read_text())
         adapter = path / "adapter_model.safetensors"
+        size = adapter.stat().st_size
         with open(adapter, "rb") as f:
             (n,) = struct.unpack("<Q", f.read(8))
-            json.loads(f.read(n))
-            if adapter.stat().st_size < 8 + n:
+            if 8 + n > size:  # a garbage header length: never read it
                 return False
+            json.loads(f.read(n))
         return (path / "optimizer.pt").is_file() and (path / "optimizer.pt").stat().st_size > 0
     except (OSError, ValueError, struct.error):
         return False
@@ -234,7 +235,7 @@ def newest_valid_checkpoint(ckpt_dir: Path) -> Path | None:
     if not ckpt_dir.is_dir():
         return None
     found = sorted((int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := _CKPT.match(p.name)))
-    for step, path in reversed(found):
+    for _step, path in reversed(found):
         if checkpoint_is_valid(path):
             return path
         log.warning("skipping corrupt checkpoint %s", path)

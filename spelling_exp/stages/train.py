@@ -145,8 +145,11 @@ def train_adapter(ctx: RunContext, out: Path) -> dict[str, Any]:
     model.save_pretrained(str(tmp))
     history = trainer.state.log_history
     atomic_write_json(tmp / "training_log.json", history)
+    resumed_step = int(resume.name.split("-")[-1]) if resume else 0
     info = {"backend": backend, "device": device, "precision": precision, "steps": trainer.state.global_step,
-            "resumed_from": str(resume) if resume else None, "train_seconds": time.perf_counter() - t0,
+            "resumed_from": str(resume) if resume else None,
+            "steps_run_this_session": trainer.state.global_step - resumed_step,
+            "train_seconds": time.perf_counter() - t0,
             "trainable_params": trainable, "batching": batch_info,
             "final_loss": next((h["loss"] for h in reversed(history) if "loss" in h), None)}
     atomic_write_json(tmp / "train_info.json", info)
