@@ -6,11 +6,13 @@ dependencies when it runs.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .chat import check_thinking_disabled
@@ -18,6 +20,7 @@ from .config import Config, register_configs, selected_stages
 from .context import RunContext
 from .errors import SpellingExpError
 from .io import atomic_write_text
+from .sweep import JobTimer, finished, job_config_sha, write_result
 from .tracking import make_tracker
 
 log = logging.getLogger("spelling_exp")
@@ -39,6 +42,35 @@ def run_dir_of(cfg: DictConfig) -> Path:
     return Path(cfg.output_dir) if cfg.output_dir else Path(HydraConfig.get().runtime.output_dir)
 
 
+def _threads(config: Config) -> int | None:
+    """Per-job torch threads: explicit, or cores / n_jobs under the joblib launcher (no oversubscription)."""
+    if config.num_threads:
+        return config.num_threads
+    if HydraConfig.initialized():
+        launcher = HydraConfig.get().launcher
+        if "joblib" in str(launcher.get("_target_", "")).lower():
+            n_jobs = int(launcher.get("n_jobs") or 1)
+            cores = os.cpu_count() or 1
+            return max(1, cores // (cores if n_jobs < 0 else min(n_jobs, cores)))
+    return None
+
+
+def _tracker_names(config: Config, run_dir: Path) -> tuple[str, Config]:
+    """Run name, and in a multirun a shared W&B group (the sweep) plus tags, unless set in config."""
+    if not HydraConfig.initialized():
+        return f"{config.experiment_name}-{run_dir.name}", config
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return f"{config.experiment_name}-{run_dir.name}", config
+    from dataclasses import replace
+
+    sweep = Path(hc.sweep.dir)
+    group = config.logger.group or f"{config.experiment_name}/{sweep.name}"
+    tags = list(dict.fromkeys([*config.logger.tags, config.experiment_name, f"sweep:{sweep.name}"]))
+    name = f"{config.experiment_name}-{hc.job.override_dirname or hc.job.num}"
+    return name, replace(config, logger=replace(config.logger, group=group, tags=tags))
+
+
 def run(cfg: DictConfig) -> None:
     from .stages import get_stage
 
@@ -49,8 +81,13 @@ def run(cfg: DictConfig) -> None:
     # Stages get plain typed dataclasses: DictConfig attribute access is ~20 us, which
     # dominated the data build when used in per-token loops.
     config: Config = OmegaConf.to_object(cfg)
-    job = HydraConfig.get().job.name if HydraConfig.initialized() else "spelling_exp"
-    tracker = make_tracker(config, run_dir, OmegaConf.to_container(cfg, resolve=True), f"{job}-{run_dir.name}")
+    threads = _threads(config)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    job_name, config = _tracker_names(config, run_dir)
+    tracker = make_tracker(config, run_dir, OmegaConf.to_container(cfg, resolve=True), job_name)
     ctx = RunContext(config, run_dir, tracker)
     exit_code = 1
     try:
@@ -64,9 +101,30 @@ def run(cfg: DictConfig) -> None:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    run_dir = run_dir_of(cfg)
+    sha = job_config_sha(cfg)
+    stages = selected_stages(cfg)
+    if multirun and (done := finished(run_dir, sha)):
+        log.info("job %s already complete; skipping (delete %s to redo it)", run_dir.name, run_dir / "job_result.json")
+        return done
+    timer = JobTimer()
+    log_file = run_dir / f"{hc.job.name}.log"
     try:
         run(cfg)
-    except SpellingExpError as e:
+        write_result(run_dir, sha, "complete", stages, timer.seconds, log_file=log_file)
+    except (SpellingExpError, Exception) as e:
+        user_error = isinstance(e, SpellingExpError)
+        message = str(e) if user_error else f"{type(e).__name__}: {e}"
+        if run_dir.exists():  # never create a run dir just to say a config was rejected
+            write_result(run_dir, sha, "failed", stages, timer.seconds, error=message, log_file=log_file)
+        if multirun:
+            # One failing job must not stop the sweep; the summary at the end lists it with its log.
+            log.error("job %s failed: %s", hc.job.num, message, exc_info=not user_error)
+            return None
+        if not user_error:
+            raise
         # One clear line, non-zero exit; user errors are not bugs and get no traceback.
         print(f"spelling_exp: error: {e}", file=sys.stderr)
         sys.exit(getattr(e, "exit_code", 2))

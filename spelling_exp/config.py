@@ -218,9 +218,26 @@ class Config:
     experiment_name: str = "default"
     # Where the stage writes; null means Hydra's run dir.
     output_dir: str | None = None
+    # Names the multirun dir (multirun/<experiment>/<sweep_id>); a fixed id makes reruns resumable.
+    sweep_id: str | None = None
+    # stage=compare with a sweep dir: cross-run comparison report of that sweep.
+    sweep_dir: str | None = None
+    # torch threads per job; null = automatic (cores / parallel jobs under the joblib launcher).
+    num_threads: int | None = None
+
+
+def _sweep_name(sweep_id: Any) -> str:
+    from datetime import datetime
+
+    return str(sweep_id) if sweep_id not in (None, "", "None", "null") else datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
 
 def register_configs() -> None:
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("spelling_exp.sweep_name"):
+        OmegaConf.register_new_resolver("spelling_exp.sweep_name", _sweep_name, use_cache=True)
+        OmegaConf.register_new_resolver("spelling_exp.mul", lambda a, b: a * b)
     cs = ConfigStore.instance()
     cs.store(name="spelling_exp_schema", node=Config)
     # The top-level schema types every group: model, data, template, lora, eval, train, logger.

@@ -169,24 +169,29 @@ def evaluate(cfg: Any, out: Path, adapter: str | None = None, title: str = "") -
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_jsonl(out / "questions.jsonl", questions)
 
-    cache = ArtifactCache(cfg.data.cache_dir, "eval")
-    if cfg.eval.use_cache and cache.complete(key):
-        publish(cache.path(key), out)
-        metrics = read_json(out / "metrics.json")
-        log.info("evaluation %s reused from cache (%s)", out.name, key)
-        print(metrics_table(metrics, title or out.name))
-        return EvalResult(out, metrics, True)
+    def evaluate_into_out() -> None:
+        predictions = run_predictions(cfg, out, questions, key, adapter)
+        metrics = compute_metrics(questions, predictions)
+        metrics["meta"] = {"key": key, "model": cfg.model.name, "adapter": adapter, "split": split,
+                           "sampling": asdict(cfg.eval.sampling), "n_samples": cfg.eval.n_samples}
+        atomic_write_json(out / "metrics.json", metrics)
+        atomic_write_text(out / "metrics.md", metrics_table(metrics, title or out.name))
 
-    predictions = run_predictions(cfg, out, questions, key, adapter)
-    metrics = compute_metrics(questions, predictions)
-    metrics["meta"] = {"key": key, "model": cfg.model.name, "adapter": adapter, "split": split,
-                       "sampling": asdict(cfg.eval.sampling), "n_samples": cfg.eval.n_samples}
-    atomic_write_json(out / "metrics.json", metrics)
-    atomic_write_text(out / "metrics.md", metrics_table(metrics, title or out.name))
+    hit = False
     if cfg.eval.use_cache:
-        def store(tmp: Path) -> None:
+        # The whole evaluation runs under the cache's per-key lock: jobs of a sweep that need the
+        # same (base) evaluation compute it once, the others wait and reuse it.
+        def build(tmp: Path) -> None:
+            evaluate_into_out()
             for name in EVAL_FILES:
                 shutil.copy2(out / name, tmp / name)
-        cache.get_or_build(key, payload, store)
+
+        entry, hit = ArtifactCache(cfg.data.cache_dir, "eval").get_or_build(key, payload, build)
+        if hit:
+            publish(entry, out)
+            log.info("evaluation %s reused from cache (%s)", out.name, key)
+    else:
+        evaluate_into_out()
+    metrics = read_json(out / "metrics.json")
     print(metrics_table(metrics, title or out.name))
-    return EvalResult(out, metrics, False)
+    return EvalResult(out, metrics, hit)

@@ -44,8 +44,8 @@ def _save(fig, path: Path) -> Path:
 def _series(m: dict[str, Any], task: str, key: str) -> tuple[list[str], list[float], list[float], list[float]]:
     d = m["tasks"].get(task, {}).get(key, {})
     xs = list(d)
-    return (xs, [d[x]["rate"] for x in xs], [d[x]["rate"] - d[x]["ci95"][0] for x in xs],
-            [d[x]["ci95"][1] - d[x]["rate"] for x in xs])
+    return (xs, [d[x]["rate"] for x in xs], [max(0.0, d[x]["rate"] - d[x]["ci95"][0]) for x in xs],
+            [max(0.0, d[x]["ci95"][1] - d[x]["rate"]) for x in xs])
 
 
 def plot_accuracy_by_task(base, adapter, path: Path) -> Path:
@@ -55,8 +55,8 @@ def plot_accuracy_by_task(base, adapter, path: Path) -> Path:
     w = 0.38
     for j, (label, m, color) in enumerate((("base", base, "#8c8c8c"), ("adapter", adapter, "#1f77b4"))):
         rates = [m["tasks"][t]["accuracy"]["rate"] for t in tasks]
-        err = [[r - m["tasks"][t]["accuracy"]["ci95"][0] for r, t in zip(rates, tasks)],
-               [m["tasks"][t]["accuracy"]["ci95"][1] - r for r, t in zip(rates, tasks)]]
+        err = [[max(0.0, r - m["tasks"][t]["accuracy"]["ci95"][0]) for r, t in zip(rates, tasks)],
+               [max(0.0, m["tasks"][t]["accuracy"]["ci95"][1] - r) for r, t in zip(rates, tasks)]]
         xs = [i + (j - 0.5) * w for i in range(len(tasks))]
         ax.bar(xs, rates, w, yerr=err, capsize=4, label=f"{label} (strict)", color=color)
         ax.scatter(xs, [m["tasks"][t]["lenient_accuracy"]["rate"] for t in tasks], marker="_", s=400, color="k",

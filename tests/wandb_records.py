@@ -41,7 +41,8 @@ def records(path: Path):
 
 def summarize(path: Path) -> dict:
     """{'history': {key: [values]}, 'summary': {key: value}, 'exit_code', 'config', 'kinds'}."""
-    out: dict = {"history": {}, "summary": {}, "exit_code": None, "config": {}, "kinds": {}}
+    out: dict = {"history": {}, "summary": {}, "exit_code": None, "config": {}, "kinds": {}, "group": None,
+                 "tags": [], "name": None}
     for r in records(path):
         kind = r.WhichOneof("record_type")
         out["kinds"][kind] = out["kinds"].get(kind, 0) + 1
@@ -54,7 +55,9 @@ def summarize(path: Path) -> dict:
                 out["summary"][item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
         elif kind == "exit":
             out["exit_code"] = r.exit.exit_code
-        elif kind in ("config", "run"):
+        if kind == "run":
+            out["group"], out["tags"], out["name"] = r.run.run_group, list(r.run.tags), r.run.display_name
+        if kind in ("config", "run"):
             for item in (r.config.update if kind == "config" else r.run.config.update):
                 out["config"][item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return out

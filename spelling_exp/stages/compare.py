@@ -10,6 +10,17 @@ from ..io import atomic_write_json, atomic_write_text
 
 
 def run_compare_stage(ctx: RunContext) -> dict[str, Any]:
+    if ctx.cfg.sweep_dir:  # cross-run comparison of a whole sweep
+        from ..sweep_report import write_sweep_report
+
+        sweep = Path(ctx.cfg.sweep_dir)
+        if not sweep.is_dir():
+            from ..errors import ConfigError
+
+            raise ConfigError(f"sweep_dir {sweep} does not exist")
+        out = write_sweep_report(sweep)
+        print((out / "comparison.md").read_text())
+        return {"sweep_report": str(out / "comparison.html")}
     run_dir, c = ctx.run_dir, ctx.cfg.compare
     base = Path(c.base) if c.base else run_dir / "eval_base"
     adapter = Path(c.adapter) if c.adapter else run_dir / "eval_adapter"

@@ -136,6 +136,12 @@ def train_adapter(ctx: RunContext, out: Path) -> dict[str, Any]:
         for s, h in old.items():
             signal.signal(s, h)
     if preempt.signal_received is not None:
+        previous = old.get(preempt.signal_received)
+        if callable(previous):
+            # e.g. submitit's handler on Slurm: now that the checkpoint is saved, let it requeue the job;
+            # the requeued job reruns the same config in the same dir and resumes from the checkpoint.
+            log.warning("checkpoint saved at step %d; handing the signal to the launcher", trainer.state.global_step)
+            previous(preempt.signal_received, None)
         raise TrainingInterrupted(
             f"training interrupted by signal {preempt.signal_received} at step {trainer.state.global_step}; "
             f"checkpoint saved in {out / 'checkpoints'}; rerun the same command to resume")
@@ -165,19 +171,30 @@ def run_train_stage(ctx: RunContext) -> dict[str, Any]:
     payload = train_payload(cfg)
     key = cache_key(payload)
     cache = ArtifactCache(cfg.data.cache_dir, "train")
-    if cfg.train.use_cache and cache.complete(key):
-        publish(cache.path(key), out / "adapter")
-        info = json.loads((out / "adapter" / "train_info.json").read_text())
-        log.info("adapter reused from cache (%s): %d steps, final loss %s", key, info["steps"], info["final_loss"])
-        for record in json.loads((out / "adapter" / "training_log.json").read_text()):
-            log_train_record(ctx.tracker, record, record.get("step", 0))  # the curve belongs to this run too
-        ctx.tracker.summary({"train/steps": info["steps"], "train/final_loss": info["final_loss"],
-                             "train/cache_hit": True})
-        return info
-    info = train_adapter(ctx, out)
-    if cfg.train.use_cache:
-        cache.get_or_build(key, payload, lambda tmp: [shutil.copy2(p, tmp / p.name)
-                                                     for p in (out / "adapter").iterdir() if p.is_file()])
+    if not cfg.train.use_cache:
+        info = train_adapter(ctx, out)
+    else:
+        # Training runs under the cache's per-key lock: identical jobs of a sweep train once.
+        trained: dict[str, Any] = {}
+
+        def build(tmp: Path) -> None:
+            trained.update(train_adapter(ctx, out))
+            for p in (out / "adapter").iterdir():
+                if p.is_file():
+                    shutil.copy2(p, tmp / p.name)
+
+        entry, hit = cache.get_or_build(key, payload, build)
+        if hit:
+            publish(entry, out / "adapter")
+            info = json.loads((out / "adapter" / "train_info.json").read_text())
+            log.info("adapter reused from cache (%s): %d steps, final loss %s", key, info["steps"],
+                     info["final_loss"])
+            for record in json.loads((out / "adapter" / "training_log.json").read_text()):
+                log_train_record(ctx.tracker, record, record.get("step", 0))  # the curve belongs to this run too
+            ctx.tracker.summary({"train/steps": info["steps"], "train/final_loss": info["final_loss"],
+                                 "train/cache_hit": True})
+            return info
+        info = trained
     ctx.tracker.summary({"train/steps": info["steps"], "train/final_loss": info["final_loss"],
                          "train/padding_fraction": info["batching"]["padding_fraction"], "train/cache_hit": False})
     return info
