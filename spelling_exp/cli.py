@@ -43,9 +43,15 @@ def run_dir_of(cfg: DictConfig) -> Path:
 
 
 def _threads(config: Config) -> int | None:
-    """Per-job torch threads: explicit, or cores / n_jobs under the joblib launcher (no oversubscription)."""
+    """Per-job torch threads: explicit; the CPUs Slurm allotted; or cores / n_jobs under joblib.
+
+    Oversubscription is catastrophic here, not mildly slower: OpenMP threads spin-wait, and two
+    2-thread jobs on 2 cores made a training step ~30x slower.
+    """
     if config.num_threads:
         return config.num_threads
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        return int(os.environ["SLURM_CPUS_PER_TASK"])
     if HydraConfig.initialized():
         launcher = HydraConfig.get().launcher
         if "joblib" in str(launcher.get("_target_", "")).lower():

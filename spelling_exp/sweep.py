@@ -63,12 +63,15 @@ def summarize_sweep(sweep_dir: Path) -> dict[str, Any]:
             else []
         jobs.append({"dir": str(d), "status": r.get("status"), "error": r.get("error"), "log": r.get("log"),
                      "seconds": r.get("seconds"), "overrides": list(overrides)})
+    common = set.intersection(*(set(j["overrides"]) for j in jobs)) if jobs else set()
+    for j in jobs:  # what distinguishes this job from the others: the swept values
+        j["swept"] = [o for o in j["overrides"] if o not in common]
     summary = {"sweep_dir": str(sweep_dir), "jobs": jobs,
                "complete": sum(j["status"] == "complete" for j in jobs),
                "failed": [j for j in jobs if j["status"] != "complete"]}
     atomic_write_json(sweep_dir / "sweep_summary.json", summary)
     lines = [f"# Sweep summary: {sweep_dir}", "", f"{summary['complete']} of {len(jobs)} jobs complete.", ""]
-    lines += [f"- job {Path(j['dir']).name} ({' '.join(j['overrides'])}): {j['status']}"
+    lines += [f"- job {Path(j['dir']).name} ({' '.join(j['swept'])}): {j['status']}"
               + (f" - {j['error']} (log: {j['log']})" if j["status"] != "complete" else "") for j in jobs]
     atomic_write_text(sweep_dir / "sweep_summary.md", "\n".join(lines) + "\n")
     return summary
@@ -85,7 +88,7 @@ class SweepSummaryCallback(Callback):
         n = len(summary["jobs"])
         print(f"\n== Sweep {sweep_dir}: {summary['complete']}/{n} jobs complete ==")
         for j in summary["failed"]:
-            print(f"FAILED job {Path(j['dir']).name} ({' '.join(j['overrides'])}): {j['error']}\n  log: {j['log']}")
+            print(f"FAILED job {Path(j['dir']).name} ({' '.join(j['swept'])}): {j['error']}\n  log: {j['log']}")
         if summary["complete"]:
             try:
                 from .sweep_report import write_sweep_report

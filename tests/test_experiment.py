@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, make_config, run_cli
 from wandb_records import summarize
 

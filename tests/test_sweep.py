@@ -2,11 +2,12 @@
 cross-run comparison report."""
 import json
 import os
+import re
 import shutil
 import subprocess
+import time
 
 import pytest
-
 from conftest import ROOT, run_cli
 from wandb_records import summarize
 
@@ -171,5 +172,14 @@ def test_slurm_sweep_on_real_cluster(slurm_cluster, tmp_path, cache_dir):
         assert (j / "compare" / "comparison.json").is_file()
     assert list((sweep / ".submitit").glob("*/*_log.out")), "jobs must have run through submitit/Slurm"
     assert len((sweep / "comparison.csv").read_text().splitlines()) == 3
-    out = subprocess.run(["sacct", "-n", "-X", "-o", "State", "-S", "now-1hour"], capture_output=True, text=True)
-    assert "COMPLETED" in out.stdout
+    # Slurm's accounting saw the array tasks finish (slurmdbd records arrive with a small lag).
+    array_ids = {p.name for p in (sweep / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name)}
+    deadline, states = time.time() + 30, {}
+    while time.time() < deadline:
+        out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-S", "now-1hour"],
+                             capture_output=True, text=True).stdout
+        states = dict(line.split("|")[:2] for line in out.splitlines() if "|" in line)
+        if all(states.get(j) == "COMPLETED" for j in array_ids):
+            break
+        time.sleep(1)
+    assert array_ids and all(states.get(j) == "COMPLETED" for j in array_ids), states
