@@ -1,0 +1,77 @@
+"""Makespan of a 4-job smoke sweep (lora.r = 2, 4, 8, 16) under each launcher, and the share of
+time the shared caches save. Every variant starts from an empty cache, so one-time work (GGUF
+conversion, tokenizer parse, data build, base-model evaluation) is included:
+
+  basic, shared cache    : jobs one after another, one cache dir (the default)
+  basic, per-job caches  : jobs one after another, each with its own cache dir: nothing shared
+  joblib (2 jobs), shared: local parallel, torch threads = cores / jobs
+  slurm (1 cpu/job)      : the local single-node Slurm cluster (skipped if it is not running)
+
+Saving = 1 - makespan(shared) / makespan(per-job caches), both with the basic launcher.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from _common import ROOT, print_table, write_results
+
+SWEEP = ["-m", "+experiment=smoke", "lora.r=2,4,8,16"]
+
+
+def run(args: list[str], cache: Path, sweep_dir: Path) -> float:
+    import os
+    import sys
+
+    env = {**os.environ, "SPELLING_EXP_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1"}
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "spelling_exp", *SWEEP, *args, f"hydra.sweep.dir={sweep_dir}"],
+                       cwd=ROOT, env=env, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"sweep failed ({' '.join(args)}):\n{(r.stdout + r.stderr)[-3000:]}")
+    return dt
+
+
+def slurm_up() -> bool:
+    return shutil.which("scontrol") is not None and subprocess.run(["scontrol", "ping"],
+                                                                   capture_output=True).returncode == 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
+    variants = [
+        ("basic, shared cache", []),
+        ("basic, per-job caches", ["data.cache_dir=${hydra:runtime.output_dir}/cache"]),
+        ("joblib (2 jobs), shared cache", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]),
+    ]
+    if slurm_up():
+        variants.append(("slurm (1 cpu/job), shared cache", ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1",
+                                                             "hydra.launcher.mem_gb=4"]))
+    results = {}
+    try:
+        for i, (name, args) in enumerate(variants):
+            results[name] = run(args, base / f"cache{i}", base / f"sweep{i}")
+            print(f"{name}: {results[name]:.1f} s", flush=True)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    ref = results["basic, shared cache"]
+    rows = [{"launcher": k, "makespan_s": f"{v:.1f}", "vs basic shared": f"{v / ref:.2f}x"} for k, v in results.items()]
+    print()
+    print_table(rows, ["launcher", "makespan_s", "vs basic shared"])
+    saved = 1 - ref / results["basic, per-job caches"]
+    print(f"\nshared caches save {100 * saved:.0f}% of the sequential makespan "
+          f"({results['basic, per-job caches']:.1f} s -> {ref:.1f} s)")
+    if not slurm_up():
+        print("slurm: not measured (no cluster running; start it with scripts/slurm/start_slurm.sh)")
+    write_results("sweep_scaling", {"jobs": 4, "makespan_s": results, "shared_cache_saving": saved})
+
+
+if __name__ == "__main__":
+    main()
