@@ -41,6 +41,16 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _finish(ax, ylabel: str, title: str, legend_size: int = 8, xticks: list[str] | None = None) -> None:
+    """Shared styling of the rate plots: 0-1 y axis, labels, legend."""
+    if xticks is not None:
+        ax.set_xticks(range(len(xticks)), xticks)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=legend_size)
+
+
 def _series(m: dict[str, Any], task: str, key: str) -> tuple[list[str], list[float], list[float], list[float]]:
     d = m["tasks"].get(task, {}).get(key, {})
     xs = list(d)
@@ -61,11 +71,7 @@ def plot_accuracy_by_task(base, adapter, path: Path) -> Path:
         ax.bar(xs, rates, w, yerr=err, capsize=4, label=f"{label} (strict)", color=color)
         ax.scatter(xs, [m["tasks"][t]["lenient_accuracy"]["rate"] for t in tasks], marker="_", s=400, color="k",
                    zorder=3, label="lenient reading" if j == 1 else None)
-    ax.set_xticks(range(len(tasks)), tasks)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy")
-    ax.set_title("Hold-out accuracy, base vs LoRA adapter (95% Wilson CI)")
-    ax.legend(fontsize=8)
+    _finish(ax, "accuracy", "Hold-out accuracy, base vs LoRA adapter (95% Wilson CI)", xticks=tasks)
     return _save(fig, path)
 
 
@@ -77,11 +83,8 @@ def plot_breakdown(base, adapter, task: str, key: str, xlabel: str, title: str, 
     for label, m, color in (("base", base, "#8c8c8c"), ("adapter", adapter, "#1f77b4")):
         xs, ys, lo, hi = _series(m, task, key)
         ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=label, color=color)
-    ax.set_ylim(0, 1)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("accuracy")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
+    _finish(ax, "accuracy", title)
     return _save(fig, path)
 
 
@@ -122,11 +125,8 @@ def plot_format_drift(base, adapter, path: Path) -> Path:
     for j, (label, m, key, color) in enumerate(bars):
         ax.bar([i + (j - 1.5) * w for i in range(len(tasks))], [m["tasks"][t][key]["rate"] for t in tasks], w,
                label=label, color=color)
-    ax.set_xticks(range(len(tasks)), tasks)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("share of replies")
-    ax.set_title("Format drift: replies without a parseable answer / spelling the word")
-    ax.legend(fontsize=7)
+    _finish(ax, "share of replies", "Format drift: replies without a parseable answer / spelling the word", 7,
+            xticks=tasks)
     return _save(fig, path)
 
 

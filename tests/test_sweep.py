@@ -183,3 +183,45 @@ def test_slurm_sweep_on_real_cluster(slurm_cluster, tmp_path, cache_dir):
             break
         time.sleep(1)
     assert array_ids and all(states.get(j) == "COMPLETED" for j in array_ids), states
+
+
+def test_slurm_preemption_checkpoints_requeues_and_resumes(slurm_cluster, tmp_path, cache_dir):
+    """USR2 (what submitit asks Slurm to send before a time limit or on preemption) mid-training:
+    the trainer saves a checkpoint, hands the signal to submitit, which requeues the job; the
+    requeued job resumes from that checkpoint and finishes."""
+    import sys
+
+    sweep = tmp_path / "preempt"
+    args = ["-m", "+experiment=smoke", "stages=[data,train]", "train.max_steps=12", "train.save_steps=2",
+            "train.use_cache=false", "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=2",
+            "hydra.launcher.mem_gb=4", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen([sys.executable, "-m", "spelling_exp", *args], cwd=ROOT, env=dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ckpt = sweep / "0" / "train" / "checkpoints" / "checkpoint-2" / "trainer_state.json"
+    deadline = time.time() + 600
+    while not ckpt.exists():
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert time.time() < deadline, "timed out waiting for the first checkpoint"
+        time.sleep(0.2)
+    # a one-job sweep is a plain Slurm job (no array index)
+    job_id = next(p.name for p in (sweep / ".submitit").iterdir() if re.fullmatch(r"\d+(_0)?", p.name))
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    # Slurm holds a requeued batch job ~2 minutes (BeginTime) before it is eligible again; release it now.
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline:
+        state = subprocess.run(["squeue", "-h", "-j", job_id.split("_")[0], "-o", "%T %r"], capture_output=True,
+                               text=True).stdout
+        if "PENDING" in state:
+            subprocess.run(["scontrol", "update", f"JobId={job_id.split('_')[0]}", "StartTime=now"])
+            break
+        time.sleep(0.5)
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out[-4000:]
+    result = json.loads((sweep / "0" / "job_result.json").read_text())
+    assert result["status"] == "complete"
+    info = json.loads((sweep / "0" / "train" / "adapter" / "train_info.json").read_text())
+    assert info["steps"] == 12 and info["resumed_from"] is not None
+    resumed = int(info["resumed_from"].rsplit("-", 1)[1])
+    assert 2 <= resumed < 12 and info["steps_run_this_session"] == 12 - resumed
+    log = "".join(p.read_text() for p in (sweep / ".submitit").glob(f"{job_id}/*_log.*"))
+    assert "Caught signal SIGUSR2" in log and "preempted" in log
