@@ -15,8 +15,6 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-PIPELINE_STAGES = ("data", "eval_base", "train", "eval_adapter", "compare", "report")
-
 
 @dataclass
 class ModelConfig:
@@ -146,7 +144,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     save_steps: int = 50
     save_total_limit: int = 3
-    eval_steps: int = 0
+    eval_steps: int = 0  # > 0: loss on the validation spelling examples every N steps
     log_steps: int = 5
     resume: str = "auto"  # auto | never | <checkpoint path>
     # Reuse a finished adapter trained with identical data/model/LoRA/train settings.

@@ -136,7 +136,11 @@ def plot_training_loss(log_history: list[dict[str, Any]], path: Path) -> Path | 
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.plot(*zip(*points), marker="." if len(points) < 50 else None)
+    ax.plot(*zip(*points), marker="." if len(points) < 50 else None, label="train")
+    val = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h and "step" in h]
+    if val:
+        ax.plot(*zip(*val), marker="o", label="validation (unseen words)")
+        ax.legend(fontsize=8)
     ax.set_xlabel("step")
     ax.set_ylabel("training loss (answer tokens)")
     ax.set_title("LoRA training loss")

@@ -94,6 +94,18 @@ def tokenize_examples(examples: list[dict[str, Any]], tok: Any, model_cfg: Any,
     return out
 
 
+def build_val_dataset(examples_path: Path, tok: Any, cfg: Any) -> Any:
+    """Validation spelling examples (words disjoint from training words), for the eval loss."""
+    from datasets import Dataset
+
+    from .io import iter_jsonl
+
+    examples = list(iter_jsonl(examples_path))
+    tokenized = tokenize_examples(examples, tok, cfg.model, cfg.train.max_length)
+    return Dataset.from_dict({"input_ids": [tokenized[e["id"]]["input_ids"] for e in examples],
+                              "completion_mask": [tokenized[e["id"]]["completion_mask"] for e in examples]})
+
+
 def build_train_dataset(examples_path: Path, tok: Any, cfg: Any) -> tuple[Any, dict[str, Any]]:
     """The training order (length-bucketed batches, reshuffled per epoch) as a datasets.Dataset."""
     from datasets import Dataset

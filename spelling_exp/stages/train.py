@@ -82,6 +82,7 @@ def train_adapter(ctx: RunContext, out: Path) -> dict[str, Any]:
     from ..models import resolve_device
     from ..train import (
         build_train_dataset,
+        build_val_dataset,
         choose_backend,
         load_trainable_model,
         make_trainer_class,
@@ -97,6 +98,7 @@ def train_adapter(ctx: RunContext, out: Path) -> dict[str, Any]:
     precision = resolve_precision(t.precision, device)
     model, tok = load_trainable_model(cfg, backend, device)
     dataset, batch_info = build_train_dataset(data.dir / "examples_train.jsonl", tok, cfg)
+    val_dataset = build_val_dataset(data.dir / "examples_val.jsonl", tok, cfg) if t.eval_steps > 0 else None
     steps = math.ceil(batch_info["batches"] / t.grad_accum)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("training %s with %s on %s (%s): %d steps, batch %d x accum %d, %d trainable params, padding %.1f%%",
@@ -111,10 +113,11 @@ def train_adapter(ctx: RunContext, out: Path) -> dict[str, Any]:
         save_total_limit=t.save_total_limit, bf16=precision == "bf16", fp16=precision == "fp16",
         use_cpu=device == "cpu", gradient_checkpointing=t.gradient_checkpointing, seed=t.seed, data_seed=t.seed,
         report_to="none", max_length=t.max_length, completion_only_loss=True, dataloader_num_workers=0,
-        disable_tqdm=False, eval_strategy="no", save_only_model=False)
+        disable_tqdm=False, save_only_model=False, per_device_eval_batch_size=t.batch_size,
+        eval_strategy="steps" if val_dataset is not None else "no", eval_steps=t.eval_steps or None)
     preempt = _preemption_callback()
-    trainer = make_trainer_class()(model=model, args=args, train_dataset=dataset, processing_class=tok,
-                                   callbacks=[_tracker_callback(ctx.tracker), preempt])
+    trainer = make_trainer_class()(model=model, args=args, train_dataset=dataset, eval_dataset=val_dataset,
+                                   processing_class=tok, callbacks=[_tracker_callback(ctx.tracker), preempt])
 
     resume = None
     if t.resume == "auto":
