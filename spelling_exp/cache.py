@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,25 @@ class ArtifactCache:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
         return final, False
+
+    def compute_in_place(self, key: str, payload: Any, out_dir: Path, compute: Callable[[], None],
+                         files: Sequence[str] | None = None) -> bool:
+        """Stage results that are computed inside the run dir (resumable there), then cached.
+
+        Under the key's lock, unless a finished entry exists: ``compute()`` writes into
+        ``out_dir``; ``files`` (default: every file in it) become the entry. On a hit the entry is
+        published into ``out_dir`` instead. Returns whether it was a hit.
+        """
+        def build(tmp: Path) -> None:
+            compute()
+            paths = [out_dir / f for f in files] if files else [p for p in out_dir.iterdir() if p.is_file()]
+            for path in paths:
+                shutil.copy2(path, tmp / path.name)
+
+        entry, hit = self.get_or_build(key, payload, build)
+        if hit:
+            publish(entry, out_dir)
+        return hit
 
 
 def publish(src_dir: Path, dst_dir: Path) -> None:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .cache import ArtifactCache, cache_key, publish
+from .cache import ArtifactCache, cache_key
 from .chat import build_messages, render_chat
 from .io import (
     atomic_write_json,
@@ -158,10 +157,6 @@ def evaluate(cfg: Any, out: Path, adapter: str | None = None, title: str = "") -
     validate_eval_config(cfg.eval)
     data = prepare_data(cfg)
     split = cfg.eval.split
-    if split not in ("test", "validation"):
-        from .errors import ConfigError
-
-        raise ConfigError(f"eval.split must be 'test' or 'validation', not '{split}'")
     questions = build_questions(list(iter_jsonl(data.dir / f"holdout_{split}.jsonl")), cfg.eval)
     q_sha = sha256_text("".join(canonical_json(q) + "\n" for q in questions))
     payload = eval_payload(cfg, q_sha, adapter)
@@ -181,14 +176,9 @@ def evaluate(cfg: Any, out: Path, adapter: str | None = None, title: str = "") -
     if cfg.eval.use_cache:
         # The whole evaluation runs under the cache's per-key lock: jobs of a sweep that need the
         # same (base) evaluation compute it once, the others wait and reuse it.
-        def build(tmp: Path) -> None:
-            evaluate_into_out()
-            for name in EVAL_FILES:
-                shutil.copy2(out / name, tmp / name)
-
-        entry, hit = ArtifactCache(cfg.data.cache_dir, "eval").get_or_build(key, payload, build)
+        hit = ArtifactCache(cfg.data.cache_dir, "eval").compute_in_place(key, payload, out, evaluate_into_out,
+                                                                         EVAL_FILES)
         if hit:
-            publish(entry, out)
             log.info("evaluation %s reused from cache (%s)", out.name, key)
     else:
         evaluate_into_out()

@@ -51,6 +51,8 @@ def validate_eval_config(cfg: Any) -> None:
             raise ConfigError(f"eval.{name}: unknown stratum {sorted(unknown)} (known: {', '.join(known)})")
         if sum(strata.values()) <= 0:
             raise ConfigError(f"eval.{name}: weights sum to zero")
+    if cfg.split not in ("test", "validation"):
+        raise ConfigError(f"eval.split must be 'test' or 'validation', not '{cfg.split}'")
     if cfg.n_questions < 1:
         raise ConfigError(f"eval.n_questions must be >= 1, got {cfg.n_questions}")
 

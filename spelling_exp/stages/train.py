@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..cache import ArtifactCache, cache_key, publish
+from ..cache import ArtifactCache, cache_key
 from ..context import RunContext
 from ..errors import SpellingExpError
 from ..io import atomic_write_json
@@ -179,16 +179,8 @@ def run_train_stage(ctx: RunContext) -> dict[str, Any]:
     else:
         # Training runs under the cache's per-key lock: identical jobs of a sweep train once.
         trained: dict[str, Any] = {}
-
-        def build(tmp: Path) -> None:
-            trained.update(train_adapter(ctx, out))
-            for p in (out / "adapter").iterdir():
-                if p.is_file():
-                    shutil.copy2(p, tmp / p.name)
-
-        entry, hit = cache.get_or_build(key, payload, build)
+        hit = cache.compute_in_place(key, payload, out / "adapter", lambda: trained.update(train_adapter(ctx, out)))
         if hit:
-            publish(entry, out / "adapter")
             info = json.loads((out / "adapter" / "train_info.json").read_text())
             log.info("adapter reused from cache (%s): %d steps, final loss %s", key, info["steps"],
                      info["final_loss"])
