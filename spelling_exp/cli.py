@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -20,7 +21,7 @@ from .config import Config, register_configs, selected_stages
 from .context import RunContext
 from .errors import SpellingExpError
 from .io import atomic_write_text
-from .sweep import JobTimer, finished, job_config_sha, write_result
+from .sweep import finished, job_config_sha, write_result
 from .tracking import make_tracker
 
 log = logging.getLogger("spelling_exp")
@@ -115,16 +116,16 @@ def main(cfg: DictConfig) -> None:
     if multirun and (done := finished(run_dir, sha)):
         log.info("job %s already complete; skipping (delete %s to redo it)", run_dir.name, run_dir / "job_result.json")
         return done
-    timer = JobTimer()
+    t0 = time.perf_counter()
     log_file = run_dir / f"{hc.job.name}.log"
     try:
         run(cfg)
-        write_result(run_dir, sha, "complete", stages, timer.seconds, log_file=log_file)
-    except (SpellingExpError, Exception) as e:
+        write_result(run_dir, sha, "complete", stages, time.perf_counter() - t0, log_file=log_file)
+    except Exception as e:
         user_error = isinstance(e, SpellingExpError)
         message = str(e) if user_error else f"{type(e).__name__}: {e}"
         if run_dir.exists():  # never create a run dir just to say a config was rejected
-            write_result(run_dir, sha, "failed", stages, timer.seconds, error=message, log_file=log_file)
+            write_result(run_dir, sha, "failed", stages, time.perf_counter() - t0, error=message, log_file=log_file)
         if multirun:
             # One failing job must not stop the sweep; the summary at the end lists it with its log.
             log.error("job %s failed: %s", hc.job.num, message, exc_info=not user_error)

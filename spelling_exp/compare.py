@@ -75,14 +75,15 @@ def compare_evals(base_dir: Path, adapter_dir: Path, n_boot: int = 10000, seed: 
         strict = _paired(ids, *readings["correct"], n_boot, seed)
         lenient = _paired(ids, *readings["lenient_correct"], n_boot, seed)
         entry = {"strict": strict, "lenient": lenient}
-        if scope != "overall":
+        if scope == "overall":
+            out["overall"] = entry
+        else:
             entry["no_answer"] = {"base": mb["tasks"][scope]["no_answer"]["rate"],
                                   "adapter": ma["tasks"][scope]["no_answer"]["rate"]}
             entry["spelled_out"] = {"base": mb["tasks"][scope]["spelled_out"]["rate"],
                                     "adapter": ma["tasks"][scope]["spelled_out"]["rate"]}
             entry["verdict"] = verdict(scope, strict)
-        out["tasks" if scope != "overall" else "overall"] = (
-            {**out["tasks"], scope: entry} if scope != "overall" else entry)
+            out["tasks"][scope] = entry
     return out
 
 

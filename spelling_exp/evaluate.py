@@ -92,7 +92,10 @@ def _load_complete_batches(pred_path: Path, batches: list[list[int]], n_samples:
         counts[r["batch"]] = counts.get(r["batch"], 0) + 1
     done = {b for b, c in counts.items() if b < len(batches) and c == len(batches[b]) * n_samples}
     keep = [r for r in rows if r["batch"] in done]
-    if len(keep) != len(rows) or pred_path.read_bytes()[-1:] not in (b"\n", b""):
+    with open(pred_path, "rb") as f:  # a line cut off by a kill leaves no trailing newline
+        size = f.seek(0, os.SEEK_END)
+        truncated = size > 0 and (f.seek(size - 1), f.read(1))[1] != b"\n"
+    if len(keep) != len(rows) or truncated:
         atomic_write_jsonl(pred_path, keep)
     return keep
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -99,12 +98,3 @@ class SweepSummaryCallback(Callback):
                 print(f"comparison report failed: {type(e).__name__}: {e}", file=sys.stderr)
         if summary["failed"]:
             sys.exit(1)
-
-
-class JobTimer:
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-
-    @property
-    def seconds(self) -> float:
-        return time.perf_counter() - self.t0

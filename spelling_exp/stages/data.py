@@ -62,13 +62,14 @@ def data_cache_payload(cfg: Any) -> dict[str, Any]:
 
 def validate_data_config(cfg: Any) -> None:
     """Cheap checks that need no tokenizer, run before anything is built or written."""
-    load_templates(cfg.template)
     mix_cells(cfg.template, load_templates(cfg.template))
     h, e = cfg.data.holdout, cfg.data.examples
     if h.source not in SOURCES:
         raise ConfigError(f"data.holdout.source: unknown source '{h.source}' (known: {', '.join(SOURCES)})")
-    if h.source == "file":
-        read_word_file(h.path or "")
+    if h.source == "file" and not h.path:
+        raise ConfigError("data.holdout.source=file needs data.holdout.path")
+    # The file itself is read (and a missing / empty / unreadable one refused) once, by
+    # data_cache_payload, which hashes its content into the cache key right after this.
     for name, value in (("examples.n_train", e.n_train), ("examples.n_val", e.n_val),
                         ("holdout.n_validation", h.n_validation), ("holdout.n_test", h.n_test)):
         if value < 0:
