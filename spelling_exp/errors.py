@@ -31,3 +31,12 @@ class HoldoutOverlapError(SpellingExpError):
 
 class ModelLoadError(SpellingExpError):
     """A model or tokenizer cannot be located or loaded."""
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on a preemption signal after saving a checkpoint.
+
+    Not a user error and not a bug: the CLI reports it in one line, records the job as
+    ``interrupted`` (so a sweep rerun redoes it) and exits 3; rerunning resumes.
+    """
+    exit_code = 3

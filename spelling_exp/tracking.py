@@ -86,6 +86,6 @@ def make_tracker(cfg: Any, run_dir: Path, config: dict[str, Any], job_name: str)
         return Tracker()
     if cfg.logger.name == "wandb":
         return WandbTracker(cfg.logger, run_dir, config, job_name)
-    from .errors import ConfigError
+    from spelling_exp.errors import ConfigError
 
     raise ConfigError(f"logger.name must be none or wandb, not '{cfg.logger.name}'")

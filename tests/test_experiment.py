@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, make_config, run_cli
-from wandb_records import summarize
+from helpers import ROOT, make_config, run_cli
+from helpers.wandb_records import summarize
 
 SMOKE = ["+experiment=smoke"]
 
@@ -134,7 +134,7 @@ def test_unsloth_backend_needs_cuda():
     import torch
 
     from spelling_exp.errors import ConfigError
-    from spelling_exp.train import choose_backend
+    from spelling_exp.training.model import choose_backend
 
     if torch.cuda.is_available():
         pytest.skip("CUDA present")
@@ -145,8 +145,8 @@ def test_unsloth_backend_needs_cuda():
 
 @pytest.mark.parametrize("model", ["qwen3_4b", "smollm2_135m"])
 def test_training_prompt_is_exactly_the_eval_prompt(model, qwen_tokenizer, smol_tokenizer):
-    from spelling_exp.chat import build_messages, render_chat
-    from spelling_exp.train import tokenize_examples
+    from spelling_exp.model.chat import build_messages, render_chat
+    from spelling_exp.training.dataset import tokenize_examples
 
     cfg = make_config(f"model={model}")
     tok = qwen_tokenizer if model == "qwen3_4b" else smol_tokenizer

@@ -3,11 +3,11 @@ from collections import Counter
 from dataclasses import replace
 
 import pytest
-from conftest import make_config
+from helpers import make_config
 
-from spelling_exp.batching import LengthBucketedBatches, to_hf_dataset
+from spelling_exp.data.holdout import assert_disjoint, build_holdout, load_source_words, read_word_file
 from spelling_exp.errors import HoldoutOverlapError, SizeError, WordListError
-from spelling_exp.holdout import assert_disjoint, build_holdout, load_source_words, read_word_file
+from spelling_exp.training.batching import LengthBucketedBatches, to_hf_dataset
 
 
 def test_holdout_is_disjoint_from_training_and_filtered(smol_tokenizer):

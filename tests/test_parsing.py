@@ -3,7 +3,7 @@ project's questions (marked "seen"), including its failure modes: rambling, seve
 mentioned, the word echoed, and answering with a spelling."""
 import pytest
 
-from spelling_exp.parsing import clean, parse_letter, parse_number, spelled_runs
+from spelling_exp.evaluation.parsing import clean, parse_letter, parse_number, spelled_runs
 
 # (reply, word, k, asked_as_last, strict, spelled, lenient)
 LETTER_CASES = [

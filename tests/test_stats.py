@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from spelling_exp.metrics import position_offset
-from spelling_exp.stats import mcnemar_exact, paired_bootstrap_ci, wilson_ci
+from spelling_exp.analysis.stats import mcnemar_exact, paired_bootstrap_ci, wilson_ci
+from spelling_exp.evaluation.metrics import position_offset
 
 
 def test_wilson_hand_computed():

@@ -8,8 +8,8 @@ import subprocess
 import time
 
 import pytest
-from conftest import ROOT, run_cli
-from wandb_records import summarize
+from helpers import ROOT, run_cli
+from helpers.wandb_records import summarize
 
 # Smoke pipeline, even smaller: the sweep tests are about orchestration, not statistics.
 TINY = ["+experiment=smoke", "train.max_steps=2", "eval.n_questions=2", "eval.max_new_tokens=8"]
@@ -111,7 +111,7 @@ def _fake_job(sweep, num, overrides, adapter_acc, base_acc=0.2):
 
 
 def test_seed_sweep_report_aggregates_mean_and_t_interval(tmp_path):
-    from spelling_exp.sweep_report import write_sweep_report
+    from spelling_exp.analysis.sweep_report import write_sweep_report
 
     sweep = tmp_path / "seeds"
     accs = {("4", 0): 0.2, ("4", 1): 0.3, ("4", 2): 0.4, ("8", 0): 0.5, ("8", 1): 0.5, ("8", 2): 0.5}

@@ -3,11 +3,11 @@ from collections import Counter
 from dataclasses import replace
 
 import pytest
-from conftest import make_config
+from helpers import make_config
 
+from spelling_exp.data.examples import generate_examples
+from spelling_exp.data.templates import allocate, load_templates, mix_cells
 from spelling_exp.errors import ConfigError, SizeError
-from spelling_exp.examples import generate_examples
-from spelling_exp.templates import allocate, load_templates, mix_cells
 
 WORDS = [f"w{chr(97 + i % 26)}{chr(97 + (i // 26) % 26)}{chr(97 + (i // 676) % 26)}" for i in range(3000)]
 

@@ -2,7 +2,8 @@ import random
 
 import pytest
 
-from spelling_exp.chat import (
+from spelling_exp.errors import ThinkingModeError
+from spelling_exp.model.chat import (
     EMPTY_THINK_BLOCK,
     QWEN3_GENERATION_SUFFIX,
     build_messages,
@@ -10,8 +11,7 @@ from spelling_exp.chat import (
     render_chat,
     split_prompt_completion,
 )
-from spelling_exp.errors import ThinkingModeError
-from spelling_exp.tokenizer import QWEN2_PATTERN, hub_reachable
+from spelling_exp.model.tokenizer import QWEN2_PATTERN, hub_reachable
 
 
 def test_offline_qwen3_ids_pinned(qwen_tokenizer):
@@ -32,7 +32,7 @@ def test_offline_qwen3_matches_tiktoken(qwen_tokenizer):
     from english_words import get_english_words_set
     from tiktoken.load import load_tiktoken_bpe
 
-    from spelling_exp.resources import qwen_tiktoken_file
+    from spelling_exp.model.resources import qwen_tiktoken_file
 
     enc = tiktoken.Encoding("qwen", pat_str=QWEN2_PATTERN,
                             mergeable_ranks=load_tiktoken_bpe(str(qwen_tiktoken_file())), special_tokens={})

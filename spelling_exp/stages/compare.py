@@ -1,22 +1,22 @@
-"""Compare stage: paired statistics of two evaluations, written to <run_dir>/compare."""
+"""Compare stage: paired statistics of two evaluations in <run_dir>/compare, or with
+sweep_dir=<dir> the cross-run comparison report of a whole sweep."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from ..compare import compare_evals, comparison_table
-from ..context import RunContext
-from ..io import atomic_write_json, atomic_write_text
+from spelling_exp.analysis.compare import compare_evals, comparison_table, write_comparison
+from spelling_exp.errors import ConfigError
+from spelling_exp.stages.context import RunContext
+from spelling_exp.storage.io import atomic_write_text
 
 
 def run_compare_stage(ctx: RunContext) -> dict[str, Any]:
     if ctx.cfg.sweep_dir:  # cross-run comparison of a whole sweep
-        from ..sweep_report import write_sweep_report
+        from spelling_exp.analysis.sweep_report import write_sweep_report
 
         sweep = Path(ctx.cfg.sweep_dir)
         if not sweep.is_dir():
-            from ..errors import ConfigError
-
             raise ConfigError(f"sweep_dir {sweep} does not exist")
         out = write_sweep_report(sweep)
         print((out / "comparison.md").read_text())
@@ -26,7 +26,7 @@ def run_compare_stage(ctx: RunContext) -> dict[str, Any]:
     adapter = Path(c.adapter) if c.adapter else run_dir / "eval_adapter"
     result = compare_evals(base, adapter, n_boot=c.n_bootstrap, seed=c.seed)
     out = run_dir / "compare"
-    atomic_write_json(out / "comparison.json", result)
+    write_comparison(result, out)
     table = comparison_table(result)
     atomic_write_text(out / "comparison.md", "## Base vs adapter (paired)\n\n" + table)
     print(table)

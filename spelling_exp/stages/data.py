@@ -1,196 +1,24 @@
-"""Data stage recipe: tokens -> spelling examples -> hold-out words -> batching stats.
-
-Reads top to bottom. Output files (in a cache entry keyed by the resolved data config, then
-published into ``<run_dir>/data``):
-
-  english_tokens.json        {"tokens": [...], "tokenizer", "rule", "counts"}
-  examples_train.jsonl       one spelling example per line (word, category, style,
-  examples_val.jsonl         separator, template_id, user, assistant, n_tokens)
-  holdout_validation.jsonl   {"word", "n_tokens"} per line, disjoint from training words
-  holdout_test.jsonl
-  batching_stats.json        length-bucketed loader stats for the training examples
-  manifest.json              counts, hashes of every file and of both word lists
-  build_info.json            timings (kept apart so the files above are byte-deterministic)
-"""
+"""Data stage: build (or reuse) the data artifacts and publish them into <run_dir>/data."""
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
 
-from ..cache import ArtifactCache, cache_key, publish
-from ..chat import build_messages, render_chat
-from ..errors import ConfigError
-from ..examples import generate_examples, split_training_words
-from ..holdout import SOURCES, build_holdout, load_source_words, read_word_file
-from ..io import atomic_write_json, atomic_write_jsonl, read_json, sha256_file, words_sha256
-from ..templates import load_templates, mix_cells
-from ..tokens import describe_rule
+from spelling_exp.data.build import DataArtifacts
+from spelling_exp.stages.context import RunContext
+from spelling_exp.storage.cache import publish
 
 log = logging.getLogger(__name__)
-DATA_FORMAT_VERSION = 1
-TOKENIZER_KEYS = ("family", "path", "gguf_file", "revision", "tokenizer_source", "trust_remote_code")
 
 
-@dataclass
-class DataArtifacts:
-    dir: Path
-    cache_hit: bool
-    manifest: dict[str, Any]
-
-    def file(self, name: str) -> Path:
-        return self.dir / name
-
-
-def data_cache_payload(cfg: Any) -> dict[str, Any]:
-    """Everything that determines the data files' bytes (and nothing else)."""
-    data = asdict(cfg.data)
-    data.pop("cache_dir")
-    payload = {
-        "format": DATA_FORMAT_VERSION,
-        "tokenizer": {k: getattr(cfg.model, k) for k in TOKENIZER_KEYS},
-        "system_prompt": cfg.model.system_prompt,  # part of the rendered length of each example
-        "data": data,
-        "template": asdict(cfg.template),
-    }
-    if cfg.data.holdout.source == "file":  # the file's content, not just its name
-        payload["holdout_file_sha256"] = words_sha256(read_word_file(cfg.data.holdout.path))
-    return payload
-
-
-def validate_data_config(cfg: Any) -> None:
-    """Cheap checks that need no tokenizer, run before anything is built or written."""
-    mix_cells(cfg.template, load_templates(cfg.template))
-    h, e = cfg.data.holdout, cfg.data.examples
-    if h.source not in SOURCES:
-        raise ConfigError(f"data.holdout.source: unknown source '{h.source}' (known: {', '.join(SOURCES)})")
-    if h.source == "file" and not h.path:
-        raise ConfigError("data.holdout.source=file needs data.holdout.path")
-    # The file itself is read (and a missing / empty / unreadable one refused) once, by
-    # data_cache_payload, which hashes its content into the cache key right after this.
-    for name, value in (("examples.n_train", e.n_train), ("examples.n_val", e.n_val),
-                        ("holdout.n_validation", h.n_validation), ("holdout.n_test", h.n_test)):
-        if value < 0:
-            raise ConfigError(f"data.{name} must be >= 0, got {value}")
-    if h.min_length > h.max_length:
-        raise ConfigError(f"data.holdout.min_length ({h.min_length}) > max_length ({h.max_length})")
-
-
-def add_token_lengths(examples: list[dict[str, Any]], tokenizer: Any, model_cfg: Any) -> None:
-    """n_tokens = tokens of the full chat-formatted example, as the trainer will see it.
-
-    The chat template's overhead is constant per model, so we render one example through it
-    and add that overhead to batched token counts of user and answer text (fast, in Rust).
-    """
-    if not examples:
-        return
-    first = examples[0]
-    rendered = render_chat(tokenizer, build_messages(first["user"], model_cfg.system_prompt, first["assistant"]),
-                           model_cfg.family, add_generation_prompt=False,
-                           template_kwargs=model_cfg.chat_template_kwargs)
-    enc = tokenizer([r["user"] for r in examples] + [r["assistant"] for r in examples],
-                    add_special_tokens=False)["input_ids"]
-    n = len(examples)
-    overhead = len(tokenizer(rendered, add_special_tokens=False)["input_ids"]) - len(enc[0]) - len(enc[n])
-    for i, row in enumerate(examples):
-        row["n_tokens"] = len(enc[i]) + len(enc[n + i]) + overhead
-
-
-def build_data(cfg: Any, out: Path) -> dict[str, Any]:
-    from ..batching import LengthBucketedBatches
-    from ..tokenizer import load_tokenizer, tokenizer_id
-    from ..tokens import extract_english_tokens
-
-    d, seed, timings = cfg.data, cfg.data.seed, {}
+def run_data_stage(ctx: RunContext) -> DataArtifacts:
     t0 = time.perf_counter()
-
-    # 1. English tokens from the tokenizer (no weights are loaded)
-    tok = load_tokenizer(cfg.model, cache_dir=d.cache_dir)
-    timings["tokenizer_load_s"] = time.perf_counter() - t0
-    words, token_counts = extract_english_tokens(tok, d.tokens)
-    atomic_write_json(out / "english_tokens.json", {
-        "tokens": words, "tokenizer": tokenizer_id(tok), "rule": describe_rule(d.tokens), "counts": token_counts,
-    })
-    log.info("english tokens: %d unique words from %d regular tokens", len(words), token_counts["regular_tokens"])
-    timings["tokens_s"] = time.perf_counter() - t0
-
-    # 2. Spelling examples from the template mix; validation words disjoint from train words
-    templates = load_templates(cfg.template)
-    cells = mix_cells(cfg.template, templates)
-    train_words, val_words = split_training_words(words, min(d.examples.n_val, len(words) // 2), seed)
-    seps = dict(cfg.template.separators)
-    train = generate_examples(train_words, templates, cells, seps, d.examples.n_train, seed, "train",
-                              d.examples.reuse_words)
-    val = generate_examples(val_words, templates, cells, seps, d.examples.n_val, seed, "val",
-                            d.examples.reuse_words)
-    add_token_lengths(train + val, tok, cfg.model)
-    atomic_write_jsonl(out / "examples_train.jsonl", train)
-    atomic_write_jsonl(out / "examples_val.jsonl", val)
-    timings["examples_s"] = time.perf_counter() - t0
-
-    # 3. Hold-out words from an external list, disjoint from every extracted token
-    raw, source = load_source_words(d.holdout)
-    splits, holdout_counts = build_holdout(raw, words, tok, d.holdout, seed)
-    for name, rows in splits.items():
-        atomic_write_jsonl(out / f"holdout_{name}.jsonl", rows)
-    timings["holdout_s"] = time.perf_counter() - t0
-
-    # 4. Batching stats of the training examples under the configured loader
-    b = d.batching
-    stats = LengthBucketedBatches(out / "examples_train.jsonl", b.batch_size, b.length_tolerance, seed,
-                                  b.shuffle_buffer).stats()
-    atomic_write_json(out / "batching_stats.json", stats)
-    timings["batching_s"] = time.perf_counter() - t0
-
-    holdout_words = [r["word"] for rows in splits.values() for r in rows]
-    manifest = {
-        "format": DATA_FORMAT_VERSION,
-        "tokenizer": tokenizer_id(tok),
-        "token_rule": describe_rule(d.tokens),
-        "counts": {
-            "english_tokens": len(words),
-            "train_examples": len(train),
-            "val_examples": len(val),
-            "holdout_validation": len(splits["validation"]),
-            "holdout_test": len(splits["test"]),
-            **{f"holdout_{k}": v for k, v in holdout_counts.items()},
-        },
-        "holdout_source": source,
-        "hashes": {
-            "training_words_sha256": words_sha256(words),
-            "holdout_words_sha256": words_sha256(holdout_words),
-            "holdout_validation_sha256": words_sha256(r["word"] for r in splits["validation"]),
-            "holdout_test_sha256": words_sha256(r["word"] for r in splits["test"]),
-        },
-        "disjoint": {"checked": True, "overlap": 0, "against": "all english tokens (superset of example words)"},
-        "files": {p.name: sha256_file(p) for p in sorted(out.glob("*.json*"))},
-    }
-    atomic_write_json(out / "manifest.json", manifest)
-    atomic_write_json(out / "build_info.json", {"timings_s": {k: round(v, 3) for k, v in timings.items()}})
-    return manifest
-
-
-def prepare_data(cfg: Any) -> DataArtifacts:
-    """The data artifacts for ``cfg``: from the cache when present, else built once."""
-    validate_data_config(cfg)
-    payload = data_cache_payload(cfg)
-    key = cache_key(payload)
-    entry, hit = ArtifactCache(cfg.data.cache_dir, "data").get_or_build(key, payload,
-                                                                        lambda tmp: build_data(cfg, tmp))
-    return DataArtifacts(entry, hit, read_json(entry / "manifest.json"))
-
-
-def run_data_stage(ctx: Any) -> DataArtifacts:
-    cfg, run_dir = ctx.cfg, ctx.run_dir
-    t0 = time.perf_counter()
-    art = prepare_data(cfg)
-    publish(art.dir, run_dir / "data")
-    art = DataArtifacts(run_dir / "data", art.cache_hit, art.manifest)
+    art = ctx.prepare_data()
+    publish(art.dir, ctx.run_dir / "data")
     c = art.manifest["counts"]
     log.info("data %s in %.2fs: %d english tokens, %d/%d train/val examples, %d/%d hold-out words -> %s",
              "reused from cache" if art.cache_hit else "built", time.perf_counter() - t0, c["english_tokens"],
-             c["train_examples"], c["val_examples"], c["holdout_validation"], c["holdout_test"], art.dir)
+             c["train_examples"], c["val_examples"], c["holdout_validation"], c["holdout_test"],
+             ctx.run_dir / "data")
     ctx.tracker.summary({f"data/{k}": v for k, v in c.items()})
-    return art
+    return DataArtifacts(ctx.run_dir / "data", art.cache_hit, art.manifest, art.key)

@@ -1,17 +1,23 @@
-"""Eval stages: `eval` (model.adapter_path as configured), `eval_base` (no adapter),
-`eval_adapter` (the adapter trained in this run dir)."""
+"""Eval stages: `eval` (eval.adapter_path, or the base model), `eval_base` (no adapter),
+`eval_adapter` (the adapter trained in this run dir, never a configured one)."""
 from __future__ import annotations
 
-from dataclasses import replace
-from pathlib import Path
-
-from ..context import RunContext
-from ..errors import ConfigError
-from ..evaluate import EvalResult, evaluate
-from ..io import iter_jsonl
+from spelling_exp.errors import ConfigError
+from spelling_exp.evaluation.recipe import EvalResult, evaluate
+from spelling_exp.stages.context import RunContext
+from spelling_exp.storage.io import iter_jsonl
 
 
-def _tracked(ctx: RunContext, result: EvalResult, label: str) -> EvalResult:
+def _evaluate(ctx: RunContext, name: str, adapter: str | None, title: str) -> EvalResult:
+    c = ctx.cfg
+    data = ctx.prepare_data()
+    result = evaluate(c.eval, c.model, data.dir / f"holdout_{c.eval.split}.jsonl", ctx.run_dir / name,
+                      c.paths.cache_dir, adapter=adapter, title=title)
+    _track(ctx, result, name)
+    return result
+
+
+def _track(ctx: RunContext, result: EvalResult, label: str) -> None:
     """Per-task metrics and the per-question predictions go to the tracker."""
     m = result.metrics
     flat = {}
@@ -27,23 +33,20 @@ def _tracked(ctx: RunContext, result: EvalResult, label: str) -> EvalResult:
              questions[p["id"]]["answer"], p["sample"], p["reply"], p["parsed"], p["lenient"], p["spelled"],
              p["correct"]] for p in iter_jsonl(result.dir / "predictions.jsonl")]
     ctx.tracker.table(f"{label}/predictions", cols, rows)
-    return result
 
 
 def run_eval_stage(ctx: RunContext) -> EvalResult:
-    cfg = ctx.cfg
-    return _tracked(ctx, evaluate(cfg, ctx.run_dir / "eval", adapter=cfg.model.adapter_path, title="evaluation"),
-                    "eval")
+    adapter = ctx.cfg.eval.adapter_path
+    return _evaluate(ctx, "eval", adapter, "LoRA adapter" if adapter else "base model")
 
 
 def run_eval_base_stage(ctx: RunContext) -> EvalResult:
-    base = replace(ctx.cfg, model=replace(ctx.cfg.model, adapter_path=None))
-    return _tracked(ctx, evaluate(base, ctx.run_dir / "eval_base", adapter=None, title="base model"), "eval_base")
+    return _evaluate(ctx, "eval_base", None, "base model")
 
 
 def run_eval_adapter_stage(ctx: RunContext) -> EvalResult:
-    adapter = ctx.cfg.model.adapter_path or str(ctx.run_dir / "train" / "adapter")
-    if not (Path(adapter) / "adapter_config.json").is_file():
-        raise ConfigError(f"no trained adapter at {adapter}: run the train stage first or set model.adapter_path")
-    return _tracked(ctx, evaluate(ctx.cfg, ctx.run_dir / "eval_adapter", adapter=adapter, title="LoRA adapter"),
-                    "eval_adapter")
+    adapter = ctx.run_dir / "train" / "adapter"
+    if not (adapter / "adapter_config.json").is_file():
+        raise ConfigError(f"no trained adapter at {adapter}: run the train stage first, or evaluate an existing "
+                          "adapter with stage=eval eval.adapter_path=<dir>")
+    return _evaluate(ctx, "eval_adapter", str(adapter), "LoRA adapter")

@@ -5,18 +5,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..compare import compare_evals, comparison_table
-from ..context import RunContext
-from ..errors import ConfigError
-from ..io import read_json
-from ..report import write_report
+from spelling_exp.analysis.compare import COMPARISON_FILE, compare_evals, comparison_table, read_comparison
+from spelling_exp.analysis.report import write_report
+from spelling_exp.errors import ConfigError
+from spelling_exp.stages.context import RunContext
+from spelling_exp.storage.io import read_json
 
 
 def run_report_stage(ctx: RunContext) -> Path:
     run_dir, cfg = ctx.run_dir, ctx.cfg
-    cmp_path = run_dir / "compare" / "comparison.json"
+    cmp_path = run_dir / "compare" / COMPARISON_FILE
     if cmp_path.is_file():
-        comparison = read_json(cmp_path)
+        comparison = read_comparison(cmp_path)
     else:
         comparison = compare_evals(run_dir / "eval_base", run_dir / "eval_adapter", cfg.compare.n_bootstrap,
                                    cfg.compare.seed)
@@ -24,7 +24,7 @@ def run_report_stage(ctx: RunContext) -> Path:
     for d in (base_dir, adapter_dir):
         if not (d / "metrics.json").is_file():
             raise ConfigError(f"report: no evaluation in {d}")
-    adapter_path = Path(cfg.model.adapter_path) if cfg.model.adapter_path else run_dir / "train" / "adapter"
+    adapter_path = run_dir / "train" / "adapter"
     log_history: list[dict[str, Any]] = []
     train_info = None
     if (adapter_path / "training_log.json").is_file():
@@ -32,9 +32,10 @@ def run_report_stage(ctx: RunContext) -> Path:
     if (adapter_path / "train_info.json").is_file():
         train_info = read_json(adapter_path / "train_info.json")
     config_yaml = (run_dir / "resolved_config.yaml").read_text() if (run_dir / "resolved_config.yaml").exists() else ""
-    out = write_report(run_dir, f"spelling-exp: {cfg.experiment_name} ({cfg.model.name}, LoRA r={cfg.lora.r})",
-                       comparison, read_json(base_dir / "metrics.json"), read_json(adapter_dir / "metrics.json"),
-                       log_history, config_yaml, train_info)
+    title = cfg.report.title or f"spelling-exp: {cfg.experiment_name} ({cfg.model.name}, LoRA r={cfg.lora.r})"
+    out = write_report(run_dir, title, comparison, read_json(base_dir / "metrics.json"),
+                       read_json(adapter_dir / "metrics.json"), log_history, config_yaml, train_info,
+                       dpi=cfg.report.dpi)
     ctx.tracker.artifact(out, f"report-{run_dir.name}", "report")
     print("\n== Answer: base vs LoRA adapter on hold-out words ==\n")
     print(comparison_table(comparison))

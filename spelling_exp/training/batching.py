@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .examples import seeded_rng
-from .io import iter_jsonl
+from spelling_exp.data.examples import seeded_rng
+from spelling_exp.storage.io import iter_jsonl
 
 
 @dataclass

@@ -7,15 +7,18 @@ no-answer / spelled-out rates sit beside it so format drift is visible.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .io import iter_jsonl, read_json
-from .stats import mcnemar_exact, paired_bootstrap_ci
+from spelling_exp.analysis.stats import mcnemar_exact, paired_bootstrap_ci
+from spelling_exp.config import Task
+from spelling_exp.errors import ConfigError
+from spelling_exp.storage.io import atomic_write_json, iter_jsonl, read_json
 
 ALPHA = 0.05
-TASK_ORDER = ("position", "count", "length")
+TASK_ORDER = tuple(str(t) for t in Task)
+COMPARISON_FILE = "comparison.json"
 
 
 def _per_question(pred_path: Path, field: str) -> tuple[dict[str, float], dict[str, bool]]:
@@ -85,6 +88,25 @@ def compare_evals(base_dir: Path, adapter_dir: Path, n_boot: int = 10000, seed: 
             entry["verdict"] = verdict(scope, strict)
             out["tasks"][scope] = entry
     return out
+
+
+def write_comparison(comparison: dict[str, Any], out_dir: Path) -> Path:
+    """``<out_dir>/comparison.json`` with the eval dirs stored relative to it, so a run dir (or a
+    whole sweep) can be moved or copied and its report still finds its evaluations."""
+    rel = {k: os.path.relpath(Path(comparison[k]).resolve(), Path(out_dir).resolve())
+           for k in ("base_dir", "adapter_dir")}
+    path = Path(out_dir) / COMPARISON_FILE
+    atomic_write_json(path, {**comparison, **rel})
+    return path
+
+
+def read_comparison(path: Path) -> dict[str, Any]:
+    """A comparison.json with its eval dirs resolved against where the file is now."""
+    c = read_json(path)
+    for k in ("base_dir", "adapter_dir"):
+        if k in c:  # an absolute path (older files) stays as it is
+            c[k] = str((Path(path).parent / c[k]).resolve())
+    return c
 
 
 def comparison_table(c: dict[str, Any]) -> str:

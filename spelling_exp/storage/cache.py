@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .io import atomic_write_json, canonical_json, sha256_text
+from spelling_exp.storage.io import atomic_write_json, canonical_json, sha256_text
 
 log = logging.getLogger(__name__)
 COMPLETE = ".complete"

@@ -17,9 +17,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .compare import TASK_ORDER
-from .io import atomic_open, atomic_write_json, atomic_write_text, read_json
-from .sweep import RESULT, job_dirs
+from spelling_exp.analysis.compare import COMPARISON_FILE, TASK_ORDER, read_comparison
+from spelling_exp.jobs import RESULT, job_dirs
+from spelling_exp.storage.io import atomic_open, atomic_write_json, atomic_write_text, read_json
 
 # two-sided 95% t quantiles for df = 1..30; beyond that the normal value is close enough
 _T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
@@ -64,12 +64,12 @@ def collect_rows(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str], list
             key = key.lstrip("+~")
             if not o.startswith(IGNORED_OVERRIDE_PREFIXES) and not key.startswith(IGNORED_OVERRIDE_PREFIXES):
                 params[key] = _value(val)
-        cmp_file = d / "compare" / "comparison.json"
+        cmp_file = d / "compare" / COMPARISON_FILE
         if status.get("status") != "complete" or not cmp_file.is_file():
             failed.append({"job": d.name, "params": params, "error": status.get("error") or status.get("status"),
                            "log": status.get("log")})
             continue
-        c = read_json(cmp_file)
+        c = read_comparison(cmp_file)  # eval dirs resolved where the sweep is now, even if it moved
         row: dict[str, Any] = {"job": d.name, "params": params, "tasks": {}}
         adapter_metrics = read_json(Path(c["adapter_dir"]) / "metrics.json") if (
             Path(c["adapter_dir"]) / "metrics.json").is_file() else None

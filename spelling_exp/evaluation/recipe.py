@@ -1,4 +1,7 @@
-"""Evaluation recipe: hold-out words -> questions -> replies -> parsed answers -> metrics.
+"""The evaluation recipe: hold-out words -> questions -> replies -> parsed answers -> metrics.
+
+The recipe never loads a model: a backend (``evaluation/backends``), built from the model
+config and an optional adapter, renders the prompts and generates the replies.
 
 Resumable and atomic. Prompts are cut into a fixed batch plan (sorted by prompt length, so
 padding is small); every batch has its own seed derived from the eval seed and its index.
@@ -17,9 +20,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .cache import ArtifactCache, cache_key
-from .chat import build_messages, render_chat
-from .io import (
+from spelling_exp.config import EvalConfig, ModelConfig
+from spelling_exp.evaluation.metrics import compute_metrics, metrics_table
+from spelling_exp.evaluation.parsing import parse_letter, parse_number
+from spelling_exp.evaluation.questions import build_questions, validate_eval_config
+from spelling_exp.storage.cache import ArtifactCache, cache_key
+from spelling_exp.storage.io import (
     atomic_write_json,
     atomic_write_jsonl,
     atomic_write_text,
@@ -29,9 +35,6 @@ from .io import (
     sha256_file,
     sha256_text,
 )
-from .metrics import compute_metrics, metrics_table
-from .parsing import parse_letter, parse_number
-from .questions import build_questions, validate_eval_config
 
 log = logging.getLogger(__name__)
 EVAL_FORMAT_VERSION = 1  # bump when parsing or scoring changes: invalidates cached evaluations
@@ -69,15 +72,14 @@ def adapter_fingerprint(adapter: str | None) -> str | None:
     return sha256_text("".join(f"{p.name}:{sha256_file(p)}" for p in files))
 
 
-def eval_payload(cfg: Any, questions_sha: str, adapter: str | None) -> dict[str, Any]:
-    e = cfg.eval
+def eval_payload(eval_cfg: EvalConfig, model: ModelConfig, questions_sha: str, adapter: str | None) -> dict[str, Any]:
+    e = eval_cfg
     return {
         "format": EVAL_FORMAT_VERSION,
-        "model": {k: getattr(cfg.model, k) for k in ("family", "path", "gguf_file", "revision", "dtype",
-                                                     "system_prompt", "chat_template_kwargs")},
+        "model": model.identity(),
         "adapter": adapter_fingerprint(adapter),
         "questions_sha256": questions_sha,
-        "generation": {"backend": e.backend, "sampling": asdict(e.sampling), "n_samples": e.n_samples,
+        "generation": {"backend": str(e.backend), "sampling": asdict(e.sampling), "n_samples": e.n_samples,
                        "batch_size": e.batch_size, "max_new_tokens": e.max_new_tokens, "seed": e.seed},
     }
 
@@ -100,20 +102,13 @@ def _load_complete_batches(pred_path: Path, batches: list[list[int]], n_samples:
     return keep
 
 
-def run_predictions(cfg: Any, out: Path, questions: list[dict[str, Any]], key: str,
-                    adapter: str | None) -> list[dict[str, Any]]:
+def run_predictions(eval_cfg: EvalConfig, backend: Any, out: Path, questions: list[dict[str, Any]],
+                    key: str) -> list[dict[str, Any]]:
     from tqdm.auto import tqdm
 
-    from .backends import make_backend
-    from .models import load_model
-    from .tokenizer import load_tokenizer
-
-    e, m = cfg.eval, cfg.model
-    tok = load_tokenizer(m, cfg.data.cache_dir)
-    prompts = [render_chat(tok, build_messages(q["prompt"], m.system_prompt), m.family, True,
-                           m.chat_template_kwargs) for q in questions]
-    lengths = [len(ids) for ids in tok(prompts, add_special_tokens=False)["input_ids"]]
-    batches = plan_batches(lengths, e.batch_size)
+    e = eval_cfg
+    prompts = backend.render([q["prompt"] for q in questions])
+    batches = plan_batches(backend.prompt_lengths(prompts), e.batch_size)
 
     pred_path, state_path = out / "predictions.jsonl", out / "eval_state.json"
     same_run = state_path.exists() and read_json(state_path).get("key") == key
@@ -128,9 +123,6 @@ def run_predictions(cfg: Any, out: Path, questions: list[dict[str, Any]], key: s
     if not pending:
         return rows
 
-    model, tok, device = load_model(m, cfg.data.cache_dir, adapter_path=adapter)
-    backend = make_backend(e.backend, model=model, tokenizer=tok, device=device, sampling=e.sampling,
-                           max_new_tokens=e.max_new_tokens, n_samples=e.n_samples)
     t0, n_done = time.perf_counter(), 0
     bar = tqdm(total=len(questions), initial=sum(len(batches[b]) for b in done), unit="q",
                desc=f"eval {out.name}", dynamic_ncols=True)
@@ -154,33 +146,33 @@ def run_predictions(cfg: Any, out: Path, questions: list[dict[str, Any]], key: s
     return rows
 
 
-def evaluate(cfg: Any, out: Path, adapter: str | None = None, title: str = "") -> EvalResult:
-    from .stages.data import prepare_data
+def evaluate(eval_cfg: EvalConfig, model: ModelConfig, holdout_path: Path, out: Path, cache_dir: str,
+             adapter: str | None = None, title: str = "") -> EvalResult:
+    """Evaluate ``model`` (+ ``adapter``) on questions built from the hold-out words in ``holdout_path``."""
+    from spelling_exp.evaluation.backends import make_backend
 
-    validate_eval_config(cfg.eval)
-    data = prepare_data(cfg)
-    split = cfg.eval.split
-    questions = build_questions(list(iter_jsonl(data.dir / f"holdout_{split}.jsonl")), cfg.eval)
+    validate_eval_config(eval_cfg)
+    questions = build_questions(list(iter_jsonl(holdout_path)), eval_cfg)
     q_sha = sha256_text("".join(canonical_json(q) + "\n" for q in questions))
-    payload = eval_payload(cfg, q_sha, adapter)
+    payload = eval_payload(eval_cfg, model, q_sha, adapter)
     key = cache_key(payload)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_jsonl(out / "questions.jsonl", questions)
 
     def evaluate_into_out() -> None:
-        predictions = run_predictions(cfg, out, questions, key, adapter)
+        backend = make_backend(eval_cfg, model, adapter, cache_dir)
+        predictions = run_predictions(eval_cfg, backend, out, questions, key)
         metrics = compute_metrics(questions, predictions)
-        metrics["meta"] = {"key": key, "model": cfg.model.name, "adapter": adapter, "split": split,
-                           "sampling": asdict(cfg.eval.sampling), "n_samples": cfg.eval.n_samples}
+        metrics["meta"] = {"key": key, "model": model.name, "adapter": adapter, "split": str(eval_cfg.split),
+                           "sampling": asdict(eval_cfg.sampling), "n_samples": eval_cfg.n_samples}
         atomic_write_json(out / "metrics.json", metrics)
         atomic_write_text(out / "metrics.md", metrics_table(metrics, title or out.name))
 
     hit = False
-    if cfg.eval.use_cache:
+    if eval_cfg.use_cache:
         # The whole evaluation runs under the cache's per-key lock: jobs of a sweep that need the
         # same (base) evaluation compute it once, the others wait and reuse it.
-        hit = ArtifactCache(cfg.data.cache_dir, "eval").compute_in_place(key, payload, out, evaluate_into_out,
-                                                                         EVAL_FILES)
+        hit = ArtifactCache(cache_dir, "eval").compute_in_place(key, payload, out, evaluate_into_out, EVAL_FILES)
         if hit:
             log.info("evaluation %s reused from cache (%s)", out.name, key)
     else:

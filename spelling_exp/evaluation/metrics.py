@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from .stats import wilson_ci
+from spelling_exp.analysis.stats import wilson_ci
 
 
 def _rate(k: int, n: int) -> dict[str, Any]:

@@ -12,9 +12,9 @@ import html
 from pathlib import Path
 from typing import Any
 
-from .compare import TASK_ORDER as ORDER
-from .compare import comparison_table, ordered_tasks
-from .io import atomic_write_text
+from spelling_exp.analysis.compare import TASK_ORDER as ORDER
+from spelling_exp.analysis.compare import comparison_table, ordered_tasks
+from spelling_exp.storage.io import atomic_write_text
 
 
 def _plt():
@@ -29,13 +29,13 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, dpi: int) -> Path:
     import os
     import tempfile
 
     fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
     os.close(fd)
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     _plt().close(fig)
     os.replace(tmp, path)
     return path
@@ -58,7 +58,7 @@ def _series(m: dict[str, Any], task: str, key: str) -> tuple[list[str], list[flo
             [max(0.0, d[x]["ci95"][1] - d[x]["rate"]) for x in xs])
 
 
-def plot_accuracy_by_task(base, adapter, path: Path) -> Path:
+def plot_accuracy_by_task(base, adapter) -> Any:
     plt = _plt()
     tasks = [t for t in ORDER if t in base["tasks"]]
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -72,10 +72,10 @@ def plot_accuracy_by_task(base, adapter, path: Path) -> Path:
         ax.scatter(xs, [m["tasks"][t]["lenient_accuracy"]["rate"] for t in tasks], marker="_", s=400, color="k",
                    zorder=3, label="lenient reading" if j == 1 else None)
     _finish(ax, "accuracy", "Hold-out accuracy, base vs LoRA adapter (95% Wilson CI)", xticks=tasks)
-    return _save(fig, path)
+    return fig
 
 
-def plot_breakdown(base, adapter, task: str, key: str, xlabel: str, title: str, path: Path) -> Path | None:
+def plot_breakdown(base, adapter, task: str, key: str, xlabel: str, title: str) -> Any:
     if task not in base["tasks"] or key not in base["tasks"][task]:
         return None
     plt = _plt()
@@ -85,10 +85,10 @@ def plot_breakdown(base, adapter, task: str, key: str, xlabel: str, title: str, 
         ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=label, color=color)
     ax.set_xlabel(xlabel)
     _finish(ax, "accuracy", title)
-    return _save(fig, path)
+    return fig
 
 
-def plot_confusion(base, adapter, path: Path) -> Path | None:
+def plot_confusion(base, adapter) -> Any:
     if "count" not in base["tasks"]:
         return None
     plt = _plt()
@@ -111,10 +111,10 @@ def plot_confusion(base, adapter, path: Path) -> Path | None:
         ax.set_xlabel("predicted count")
         ax.set_ylabel("true count")
         ax.set_title(f"count confusion: {label}")
-    return _save(fig, path)
+    return fig
 
 
-def plot_format_drift(base, adapter, path: Path) -> Path:
+def plot_format_drift(base, adapter) -> Any:
     plt = _plt()
     tasks = [t for t in ORDER if t in base["tasks"]]
     fig, ax = plt.subplots(figsize=(6, 3.4))
@@ -127,10 +127,10 @@ def plot_format_drift(base, adapter, path: Path) -> Path:
                label=label, color=color)
     _finish(ax, "share of replies", "Format drift: replies without a parseable answer / spelling the word", 7,
             xticks=tasks)
-    return _save(fig, path)
+    return fig
 
 
-def plot_training_loss(log_history: list[dict[str, Any]], path: Path) -> Path | None:
+def plot_training_loss(log_history: list[dict[str, Any]]) -> Any:
     points = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "step" in h]
     if not points:
         return None
@@ -144,33 +144,32 @@ def plot_training_loss(log_history: list[dict[str, Any]], path: Path) -> Path | 
     ax.set_xlabel("step")
     ax.set_ylabel("training loss (answer tokens)")
     ax.set_title("LoRA training loss")
-    return _save(fig, path)
+    return fig
 
 
-def make_plots(base, adapter, log_history, out: Path) -> list[tuple[str, Path]]:
+def make_plots(base, adapter, log_history, out: Path, dpi: int = 110) -> list[tuple[str, Path]]:
+    """Every plot that has data, saved as PNG in ``out``: [(title, path)] in report order."""
     out.mkdir(parents=True, exist_ok=True)
-    plots = [
-        ("Accuracy per task", plot_accuracy_by_task(base, adapter, out / "accuracy_by_task.png")),
-        ("Format drift", plot_format_drift(base, adapter, out / "format_drift.png")),
-        ("Position accuracy by word length", plot_breakdown(base, adapter, "position", "by_word_length",
-                                                            "word length", "position: by word length",
-                                                            out / "position_by_length.png")),
-        ("Count accuracy by word length", plot_breakdown(base, adapter, "count", "by_word_length", "word length",
-                                                         "count: by word length", out / "count_by_length.png")),
-        ("Position accuracy by position k", plot_breakdown(base, adapter, "position", "by_k", "k (1-based)",
-                                                           "position: by asked position", out / "position_by_k.png")),
-        ("Position accuracy by stratum", plot_breakdown(base, adapter, "position", "by_stratum", "stratum",
-                                                        "position: first / middle / last",
-                                                        out / "position_by_stratum.png")),
-        ("Count accuracy by true count", plot_breakdown(base, adapter, "count", "by_true_value", "true count",
-                                                        "count: by true count", out / "count_by_true_count.png")),
-        ("Accuracy by tokens per word", plot_breakdown(base, adapter, "position", "by_word_tokens",
-                                                       "tokens per word", "position: by tokens per word",
-                                                       out / "position_by_tokens.png")),
-        ("Count confusion", plot_confusion(base, adapter, out / "count_confusion.png")),
-        ("Training loss", plot_training_loss(log_history, out / "training_loss.png")),
+    figures = [
+        ("Accuracy per task", "accuracy_by_task", plot_accuracy_by_task(base, adapter)),
+        ("Format drift", "format_drift", plot_format_drift(base, adapter)),
+        ("Position accuracy by word length", "position_by_length",
+         plot_breakdown(base, adapter, "position", "by_word_length", "word length", "position: by word length")),
+        ("Count accuracy by word length", "count_by_length",
+         plot_breakdown(base, adapter, "count", "by_word_length", "word length", "count: by word length")),
+        ("Position accuracy by position k", "position_by_k",
+         plot_breakdown(base, adapter, "position", "by_k", "k (1-based)", "position: by asked position")),
+        ("Position accuracy by stratum", "position_by_stratum",
+         plot_breakdown(base, adapter, "position", "by_stratum", "stratum", "position: first / middle / last")),
+        ("Count accuracy by true count", "count_by_true_count",
+         plot_breakdown(base, adapter, "count", "by_true_value", "true count", "count: by true count")),
+        ("Accuracy by tokens per word", "position_by_tokens",
+         plot_breakdown(base, adapter, "position", "by_word_tokens", "tokens per word",
+                        "position: by tokens per word")),
+        ("Count confusion", "count_confusion", plot_confusion(base, adapter)),
+        ("Training loss", "training_loss", plot_training_loss(log_history)),
     ]
-    return [(title, p) for title, p in plots if p is not None]
+    return [(title, _save(fig, out / f"{name}.png", dpi)) for title, name, fig in figures if fig is not None]
 
 
 def drift_notes(comparison: dict[str, Any]) -> list[str]:
@@ -186,9 +185,10 @@ def drift_notes(comparison: dict[str, Any]) -> list[str]:
 
 
 def write_report(run_dir: Path, title: str, comparison: dict[str, Any], base: dict[str, Any], adapter: dict[str, Any],
-                 log_history: list[dict[str, Any]], config_yaml: str, train_info: dict[str, Any] | None) -> Path:
+                 log_history: list[dict[str, Any]], config_yaml: str, train_info: dict[str, Any] | None,
+                 dpi: int = 110) -> Path:
     out = run_dir / "report"
-    plots = make_plots(base, adapter, log_history, out / "plots")
+    plots = make_plots(base, adapter, log_history, out / "plots", dpi)
     table = comparison_table(comparison)
     notes = drift_notes(comparison)
     md = [f"# {title}", "", "## Answer", "",

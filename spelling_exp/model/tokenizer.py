@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .chat import QWEN3_CHAT_TEMPLATE, is_qwen3
-from .errors import ModelLoadError
-from .io import sha256_text
-from .resources import qwen_tiktoken_file, resolve_model_path
+from spelling_exp.errors import ModelLoadError
+from spelling_exp.model.chat import QWEN3_CHAT_TEMPLATE, is_qwen3
+from spelling_exp.model.resources import qwen_tiktoken_file, resolve_model_path
+from spelling_exp.storage.io import sha256_text
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def build_offline_qwen3_tokenizer(cache_dir: str | os.PathLike | None = None) ->
                              single_word=False)
             (backend.add_special_tokens if special else backend.add_tokens)([tok])
         if cached is not None:
-            from .io import atomic_open
+            from spelling_exp.storage.io import atomic_open
 
             with atomic_open(cached, "w") as f:
                 f.write(backend.to_str())

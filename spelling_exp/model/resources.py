@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from .errors import ModelLoadError
+from spelling_exp.errors import ModelLoadError
 
 PKG_PREFIX = "pkg://"
 

@@ -9,7 +9,7 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
+from spelling_exp.errors import ConfigError
 
 CATEGORIES = ("spelling_first", "word_first")
 PLACEHOLDERS = frozenset({"word", "spelling"})

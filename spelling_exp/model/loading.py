@@ -13,9 +13,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelLoadError
-from .resources import resolve_model_path
-from .tokenizer import gguf_cache_dir, load_tokenizer
+from spelling_exp.errors import ModelLoadError
+from spelling_exp.model.resources import resolve_model_path
+from spelling_exp.model.tokenizer import gguf_cache_dir, load_tokenizer
 
 log = logging.getLogger(__name__)
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
@@ -90,7 +90,10 @@ def gguf_to_safetensors(gguf: Path, cache_dir: str | os.PathLike, model_cfg: Any
 
 def load_model(model_cfg: Any, cache_dir: str | os.PathLike, adapter_path: str | None = None,
                for_training: bool = False) -> tuple[Any, Any, str]:
-    """(model, tokenizer, device). The tokenizer is left-padding, for generation."""
+    """(model, tokenizer, device). The tokenizer is left-padding, for generation.
+
+    ``adapter_path``: a LoRA adapter to apply (merged for inference, trainable for training).
+    """
     from transformers import AutoModelForCausalLM
 
     device = resolve_device(model_cfg.device)
@@ -106,7 +109,7 @@ def load_model(model_cfg: Any, cache_dir: str | os.PathLike, adapter_path: str |
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as e:
         raise ModelLoadError(f"cannot load model '{model_cfg.path}': {str(e).splitlines()[0]}") from None
-    adapter = adapter_path or model_cfg.adapter_path
+    adapter = adapter_path  # only ever explicit: the model config describes the base model
     if adapter:
         from peft import PeftModel
 

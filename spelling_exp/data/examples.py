@@ -9,8 +9,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from .errors import SizeError
-from .templates import Cell, Template, allocate
+from spelling_exp.data.templates import Cell, Template, allocate
+from spelling_exp.errors import SizeError
 
 
 def seeded_rng(seed: int, purpose: str) -> random.Random:

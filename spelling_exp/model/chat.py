@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .errors import ThinkingModeError
+from spelling_exp.errors import ThinkingModeError
 
 EMPTY_THINK_BLOCK = "<think>\n\n</think>\n\n"
 QWEN3_GENERATION_SUFFIX = "<|im_start|>assistant\n" + EMPTY_THINK_BLOCK

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, HoldoutOverlapError, SizeError, WordListError
-from .examples import seeded_rng
+from spelling_exp.data.examples import seeded_rng
+from spelling_exp.errors import ConfigError, HoldoutOverlapError, SizeError, WordListError
 
 SOURCES = ("english_words", "file")
 

@@ -1,0 +1,1 @@
+"""What the results say: paired statistics, the run report, the sweep comparison report."""

@@ -1,0 +1,65 @@
+"""transformers ``generate`` backend: left padding, batched, seeded, stops at EOS."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from spelling_exp.config import ModelConfig, SamplingConfig
+from spelling_exp.model.chat import build_messages, render_chat
+
+
+class HFBackend:
+    name = "hf"
+
+    def __init__(self, model: ModelConfig, sampling: SamplingConfig, max_new_tokens: int, n_samples: int = 1,
+                 adapter: str | None = None, cache_dir: str | None = None):
+        from spelling_exp.model.tokenizer import load_tokenizer
+
+        self.model_cfg, self.adapter, self.cache_dir = model, adapter, cache_dir
+        self.tok = load_tokenizer(model, cache_dir)  # cheap (cached); the weights wait for generate()
+        self.max_new_tokens, self.n_samples = max_new_tokens, n_samples
+        if sampling.greedy:
+            self.gen_kwargs: dict[str, Any] = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        else:
+            self.gen_kwargs = {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p,
+                               "top_k": sampling.top_k, "min_p": sampling.min_p or None}
+        self._model: Any = None
+        self.device: str | None = None
+
+    def render(self, user_prompts: Sequence[str]) -> list[str]:
+        m = self.model_cfg
+        return [render_chat(self.tok, build_messages(p, m.system_prompt), m.family, True, m.chat_template_kwargs)
+                for p in user_prompts]
+
+    def prompt_lengths(self, prompts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self.tok(list(prompts), add_special_tokens=False)["input_ids"]]
+
+    def _load(self) -> Any:
+        from spelling_exp.model.loading import load_model
+
+        model, self.tok, self.device = load_model(self.model_cfg, self.cache_dir, adapter_path=self.adapter)
+        self.tok.padding_side = "left"
+        eos = {self.tok.eos_token_id} | set(_as_list(model.generation_config.eos_token_id))
+        self.gen_kwargs["eos_token_id"] = sorted(i for i in eos if i is not None)
+        self.gen_kwargs["pad_token_id"] = self.tok.pad_token_id
+        return model
+
+    def generate(self, prompts: Sequence[str], seed: int) -> list[list[str]]:
+        import torch
+
+        if self._model is None:
+            self._model = self._load()
+        enc = self.tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        torch.manual_seed(seed)
+        with torch.inference_mode():
+            out = self._model.generate(**enc, max_new_tokens=self.max_new_tokens,
+                                       num_return_sequences=self.n_samples, **self.gen_kwargs)
+        texts = self.tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        n = self.n_samples
+        return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+
+def _as_list(x: Any) -> list:
+    if x is None:
+        return []
+    return list(x) if isinstance(x, (list, tuple)) else [x]

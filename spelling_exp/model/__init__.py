@@ -1,0 +1,1 @@
+"""The model side: where weights and tokenizers come from, and the one place prompts are rendered."""

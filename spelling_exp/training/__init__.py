@@ -1,0 +1,4 @@
+"""LoRA training on spelling examples: dataset order, model setup, trainer, checkpoints.
+
+``recipe.train`` is the training recipe (setup -> train -> save), with its cache.
+"""

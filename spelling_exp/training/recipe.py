@@ -1,0 +1,183 @@
+"""The training recipe: spelling examples -> LoRA adapter in ``<out>/adapter``.
+
+Reads top to bottom, torchtune style: ``setup`` (backend, device, precision, model + LoRA,
+bucketed dataset, TRL trainer, the checkpoint to resume) -> ``run`` (train; SIGTERM / SIGUSR1 /
+SIGUSR2 save a checkpoint and stop) -> ``save_adapter`` (atomically, with the training log and
+info). ``train`` wraps the three in the cache, keyed by everything that determines the adapter
+(data files, model identity, LoRA and train settings), so a rerun or a sweep job with the same
+settings reuses it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from spelling_exp.config import LoraConfig, ModelConfig, TrainConfig
+from spelling_exp.errors import TrainingInterrupted
+from spelling_exp.storage.cache import ArtifactCache, cache_key
+from spelling_exp.storage.io import atomic_write_json, read_json
+from spelling_exp.training.checkpoints import checkpoint_step, resolve_resume
+
+log = logging.getLogger(__name__)
+TRAIN_FORMAT_VERSION = 2  # 2: model identity and batching settings in the key
+# Settings that change how training is run or logged, not what it produces.
+NON_RESULT_KEYS = ("resume", "save_steps", "log_steps", "eval_steps", "save_total_limit", "use_cache")
+LogFn = Callable[[dict[str, Any], int], None]
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: Path
+    info: dict[str, Any]  # train_info.json
+    cache_hit: bool
+
+    def log_history(self) -> list[dict[str, Any]]:
+        return json.loads((self.adapter_dir / "training_log.json").read_text())
+
+
+@dataclass
+class TrainingSetup:
+    trainer: Any
+    model: Any
+    backend: str
+    device: str
+    precision: str
+    batching: dict[str, Any]  # statistics of the exact batch order the trainer reads
+    trainable_params: int
+    resume: Path | None
+    preemption: Any  # the callback whose flag the signal handler sets
+
+
+def train_payload(model: ModelConfig, lora: LoraConfig, train: TrainConfig, data_key: str) -> dict[str, Any]:
+    return {"format": TRAIN_FORMAT_VERSION, "data": data_key, "model": model.identity(),
+            "lora": {k: v for k, v in asdict(lora).items() if k != "name"},
+            "train": {k: v for k, v in asdict(train).items() if k not in NON_RESULT_KEYS}}
+
+
+def validate_train_config(train: TrainConfig) -> None:
+    """Checks that must fail before any stage runs (an explicit resume dir must be a checkpoint)."""
+    if train.resume not in ("auto", "never", ""):
+        resolve_resume(train.resume, Path("."))
+
+
+# ------------------------------------------------------------------------------------ setup
+def setup(model_cfg: ModelConfig, lora: LoraConfig, t: TrainConfig, data_dir: Path, out: Path, cache_dir: str,
+          on_log: LogFn | None = None) -> TrainingSetup:
+    from trl import SFTConfig
+
+    from spelling_exp.model.loading import resolve_device
+    from spelling_exp.training.dataset import build_train_dataset, build_val_dataset
+    from spelling_exp.training.model import choose_backend, load_trainable_model, resolve_precision
+    from spelling_exp.training.trainer import log_callback, make_trainer_class, preemption_callback
+
+    resume = resolve_resume(t.resume, out / "checkpoints")
+    backend = choose_backend(t.backend)
+    device = resolve_device(model_cfg.device)
+    precision = resolve_precision(t.precision, device)
+    model, tok = load_trainable_model(model_cfg, lora, backend, cache_dir, t.max_length, t.seed,
+                                      t.gradient_checkpointing)
+    dataset, batching = build_train_dataset(data_dir / "examples_train.jsonl", tok, model_cfg, t)
+    val_dataset = (build_val_dataset(data_dir / "examples_val.jsonl", tok, model_cfg, t.max_length)
+                   if t.eval_steps > 0 else None)
+    steps = math.ceil(batching["batches"] / t.grad_accum)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("training %s with %s on %s (%s): %d steps, batch %d x accum %d, %d trainable params, padding %.1f%%",
+             model_cfg.name, backend, device, precision, steps, t.batch_size, t.grad_accum, trainable,
+             100 * batching["padding_fraction"])
+
+    args = SFTConfig(
+        output_dir=str(out / "checkpoints"), per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum, learning_rate=t.learning_rate,
+        lr_scheduler_type=str(t.lr_scheduler), warmup_steps=math.ceil(t.warmup_ratio * steps), num_train_epochs=1,
+        max_steps=steps, logging_steps=t.log_steps, logging_first_step=True, save_strategy="steps",
+        save_steps=t.save_steps, save_total_limit=t.save_total_limit, bf16=precision == "bf16",
+        fp16=precision == "fp16", use_cpu=device == "cpu", gradient_checkpointing=t.gradient_checkpointing,
+        seed=t.seed, data_seed=t.seed, report_to="none", max_length=t.max_length, completion_only_loss=True,
+        dataloader_num_workers=0, disable_tqdm=False, save_only_model=False, per_device_eval_batch_size=t.batch_size,
+        eval_strategy="steps" if val_dataset is not None else "no", eval_steps=t.eval_steps or None)
+    preempt = preemption_callback()
+    callbacks = [preempt] + ([log_callback(on_log)] if on_log else [])
+    trainer = make_trainer_class()(model=model, args=args, train_dataset=dataset, eval_dataset=val_dataset,
+                                   processing_class=tok, callbacks=callbacks)
+    return TrainingSetup(trainer, model, backend, device, precision, batching, trainable, resume, preempt)
+
+
+# -------------------------------------------------------------------------------------- run
+def run(s: TrainingSetup, out: Path) -> None:
+    """Train to the end, or checkpoint and raise TrainingInterrupted on a preemption signal."""
+    from spelling_exp.training.trainer import preemption_signals
+
+    if s.resume is not None:
+        log.info("resuming from %s (step %d)", s.resume, checkpoint_step(s.resume))
+
+    def on_signal(signum: int) -> None:
+        log.warning("received signal %d: checkpointing after this step, then stopping", signum)
+
+    with preemption_signals(s.preemption, on_signal) as previous_handlers:
+        s.trainer.train(resume_from_checkpoint=str(s.resume) if s.resume else None)
+    signum = s.preemption.signal_received
+    if signum is not None:
+        step = s.trainer.state.global_step
+        previous = previous_handlers.get(signum)
+        if callable(previous):
+            # e.g. submitit's handler on Slurm: now that the checkpoint is saved, let it requeue the job;
+            # the requeued job reruns the same config in the same dir and resumes from the checkpoint.
+            log.warning("checkpoint saved at step %d; handing the signal to the launcher", step)
+            previous(signum, None)
+        raise TrainingInterrupted(f"training interrupted by signal {signum} at step {step}; checkpoint saved in "
+                                  f"{out / 'checkpoints'}; rerun the same command to resume")
+
+
+# ---------------------------------------------------------------------------------- cleanup
+def save_adapter(s: TrainingSetup, out: Path, seconds: float) -> dict[str, Any]:
+    """Adapter + training_log.json + train_info.json into ``<out>/adapter``, all or nothing."""
+    tmp = out / f".adapter.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    s.model.save_pretrained(str(tmp))
+    history = s.trainer.state.log_history
+    atomic_write_json(tmp / "training_log.json", history)
+    steps = s.trainer.state.global_step
+    info = {"backend": s.backend, "device": s.device, "precision": s.precision, "steps": steps,
+            "resumed_from": str(s.resume) if s.resume else None,
+            "steps_run_this_session": steps - (checkpoint_step(s.resume) if s.resume else 0),
+            "train_seconds": seconds, "trainable_params": s.trainable_params, "batching": s.batching,
+            "final_loss": next((h["loss"] for h in reversed(history) if "loss" in h), None)}
+    atomic_write_json(tmp / "train_info.json", info)
+    if (out / "adapter").exists():
+        shutil.rmtree(out / "adapter")
+    os.replace(tmp, out / "adapter")
+    return info
+
+
+def train_adapter(model_cfg: ModelConfig, lora: LoraConfig, t: TrainConfig, data_dir: Path, out: Path,
+                  cache_dir: str, on_log: LogFn | None = None) -> dict[str, Any]:
+    """setup -> run -> save_adapter, without the cache."""
+    s = setup(model_cfg, lora, t, data_dir, out, cache_dir, on_log)
+    t0 = time.perf_counter()
+    run(s, out)
+    return save_adapter(s, out, time.perf_counter() - t0)
+
+
+def train(model_cfg: ModelConfig, lora: LoraConfig, t: TrainConfig, data_dir: Path, data_key: str, out: Path,
+          cache_dir: str, on_log: LogFn | None = None) -> TrainResult:
+    """The adapter for these settings in ``<out>/adapter``: from the cache, or trained (and cached)."""
+    if not t.use_cache:
+        return TrainResult(out / "adapter", train_adapter(model_cfg, lora, t, data_dir, out, cache_dir, on_log),
+                           False)
+    payload = train_payload(model_cfg, lora, t, data_key)
+    key = cache_key(payload)
+    # Training runs under the cache's per-key lock: identical jobs of a sweep train once.
+    hit = ArtifactCache(cache_dir, "train").compute_in_place(
+        key, payload, out / "adapter", lambda: train_adapter(model_cfg, lora, t, data_dir, out, cache_dir, on_log))
+    info = read_json(out / "adapter" / "train_info.json")
+    if hit:
+        log.info("adapter reused from cache (%s): %d steps, final loss %s", key, info["steps"], info["final_loss"])
+    return TrainResult(out / "adapter", info, hit)

@@ -1,0 +1,38 @@
+"""Shared test helpers: compose the real config, run the real CLI."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[2]
+CONF = ROOT / "conf"
+
+
+def compose_config(*overrides: str, hydra_node: bool = False):
+    """The composed DictConfig, in-process, exactly as the CLI would compose it."""
+    from spelling_exp.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_node)
+
+
+def make_config(*overrides: str):
+    """Compose the real config in-process and return the typed dataclass object."""
+    return OmegaConf.to_object(compose_config(*overrides))
+
+
+def run_cli(*args: str, cache: Path | None = None, timeout: int = 600, env: dict | None = None,
+            cwd: Path = ROOT, python: str = sys.executable):
+    """Run `python -m spelling_exp ...` for real and return the CompletedProcess."""
+    e = dict(os.environ)
+    if cache is not None:
+        e["SPELLING_EXP_CACHE_DIR"] = str(cache)
+    e.update(env or {})
+    return subprocess.run([python, "-m", "spelling_exp", *args], cwd=cwd, env=e,
+                          capture_output=True, text=True, timeout=timeout)
