@@ -2,7 +2,7 @@
 CLI composition time. Each figure is the median of --reps runs of the real CLI in a fresh
 process, so Python start-up and imports are included.
 
-  cold (no cache)      : tokenizer rebuilt from qwen.tiktoken + extraction + examples + hold-out + batching
+  cold (no cache)      : tokenizer rebuilt from qwen.tiktoken + extraction + examples + hold-out
   cold (tokenizer hot) : the same with the rebuilt tokenizer.json already cached (the usual case)
   cached               : identical data config again: served from the content-addressed cache
 

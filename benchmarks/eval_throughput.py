@@ -39,7 +39,7 @@ def build(n_questions: int, max_new_tokens: int, batch_size: int):
         cfg = OmegaConf.to_object(compose(config_name="config", overrides=[
             "data=small", f"eval.n_questions={n_questions}", f"eval.max_new_tokens={max_new_tokens}",
             f"eval.batch_size={batch_size}", "eval/sampling=greedy"]))
-    data = prepare_data(cfg)
+    data = prepare_data(cfg.data, cfg.template, cfg.model, cfg.paths.cache_dir)
     return cfg, build_questions(list(iter_jsonl(data.dir / "holdout_test.jsonl")), cfg.eval)
 
 
@@ -93,16 +93,13 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from spelling_exp.backends.hf import HFBackend
-
-    from spelling_exp.model.chat import build_messages, render_chat
-    from spelling_exp.model.loading import load_model
+    from spelling_exp.evaluation.backends import make_backend
 
     cfg, questions = build(args.n_questions, args.max_new_tokens, args.batch_size)
-    model, tok, device = load_model(cfg.model, cfg.data.cache_dir)
-    prompts = [render_chat(tok, build_messages(q["prompt"], cfg.model.system_prompt), cfg.model.family, True)
-               for q in questions]
-    backend = HFBackend(model, tok, device, cfg.eval.sampling, args.max_new_tokens)
+    backend = make_backend(cfg.eval, cfg.model, None, cfg.paths.cache_dir)
+    prompts = backend.render([q["prompt"] for q in questions])
+    backend.generate(prompts[:1], seed=0)  # load the weights outside the timings
+    model, tok = backend._model, backend.tok
     n = len(questions)
     results, replies = {}, {}
 

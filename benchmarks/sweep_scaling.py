@@ -48,7 +48,7 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     variants = [
         ("basic, shared cache", []),
-        ("basic, per-job caches", ["data.cache_dir=${hydra:runtime.output_dir}/cache"]),
+        ("basic, per-job caches", ["paths.cache_dir=${hydra:runtime.output_dir}/cache"]),
         ("joblib (2 jobs), shared cache", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]),
     ]
     if slurm_up():

@@ -51,14 +51,23 @@ def step_timer():
     return StepTimer()
 
 
+def _model(cfg):
+    from spelling_exp.training.model import load_trainable_model
+
+    t = cfg.train
+    return load_trainable_model(cfg.model, cfg.lora, "peft", cfg.paths.cache_dir, t.max_length, t.seed,
+                                t.gradient_checkpointing)
+
+
 def run_trainer(cfg, dataset, tok_factory, lean: bool, tmp: str):
     import torch
-    from spelling_exp.train import load_trainable_model, make_trainer_class
     from torch.utils.data import SequentialSampler
     from trl import SFTConfig, SFTTrainer
 
+    from spelling_exp.training.trainer import make_trainer_class
+
     torch.manual_seed(0)
-    model, tok = load_trainable_model(cfg, "peft", "cpu")
+    model, tok = _model(cfg)
     args = SFTConfig(output_dir=tmp, per_device_train_batch_size=cfg.train.batch_size, max_steps=cfg.train.max_steps,
                      learning_rate=cfg.train.learning_rate, logging_steps=1000, save_strategy="no", use_cpu=True,
                      bf16=False, gradient_checkpointing=False, report_to="none", max_length=cfg.train.max_length,
@@ -78,10 +87,9 @@ def run_trainer(cfg, dataset, tok_factory, lean: bool, tmp: str):
 
 def run_bare(cfg, batches):
     import torch
-    from spelling_exp.train import load_trainable_model
 
     torch.manual_seed(0)
-    model, _ = load_trainable_model(cfg, "peft", "cpu")
+    model, _ = _model(cfg)
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.train.learning_rate)
     times = []
@@ -107,15 +115,15 @@ def main() -> None:
     import tempfile
 
     import torch
-    from spelling_exp.train import build_train_dataset
 
     from spelling_exp.data.build import prepare_data
     from spelling_exp.model.tokenizer import load_tokenizer
+    from spelling_exp.training.dataset import build_train_dataset
 
     cfg = make_cfg(args.batch_size, args.steps, args.rank)
-    data = prepare_data(cfg)
-    tok = load_tokenizer(cfg.model, cfg.data.cache_dir)
-    dataset, info = build_train_dataset(data.dir / "examples_train.jsonl", tok, cfg)
+    data = prepare_data(cfg.data, cfg.template, cfg.model, cfg.paths.cache_dir)
+    tok = load_tokenizer(cfg.model, cfg.paths.cache_dir)
+    dataset, info = build_train_dataset(data.dir / "examples_train.jsonl", tok, cfg.model, cfg.train)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         lean_t, batches, lean_hist = run_trainer(cfg, dataset, None, True, tmp)

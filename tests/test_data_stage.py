@@ -6,6 +6,8 @@ import sys
 import pytest
 from helpers import ROOT, run_cli
 
+pytestmark = pytest.mark.slow  # real CLI runs on real tokenizers / the real model
+
 SMALL = ["stage=data", "data=small"]
 FILES = ["english_tokens.json", "examples_train.jsonl", "examples_val.jsonl", "holdout_validation.jsonl",
          "holdout_test.jsonl", "manifest.json"]

@@ -9,6 +9,8 @@ import time
 import pytest
 from helpers import ROOT, make_config, run_cli
 
+pytestmark = pytest.mark.slow  # real CLI runs on real tokenizers / the real model
+
 EVAL = ["stage=eval", "data=small", "eval.n_questions=6", "eval.batch_size=4", "eval.max_new_tokens=24"]
 
 

@@ -2,6 +2,7 @@
 offline, resume after kill / SIGTERM, corrupt checkpoints, and train == eval formatting."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,10 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, make_config, run_cli
+from helpers import ROOT, run_cli
 from helpers.wandb_records import summarize
 
 SMOKE = ["+experiment=smoke"]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +118,8 @@ def test_sigterm_checkpoints_then_resume_skips_corrupt_checkpoint(tmp_path):
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 3, output[-3000:]
     assert "training interrupted by signal" in output and "rerun the same command to resume" in output
+    # an interruption is neither a success nor a user error: a sweep rerun redoes the job
+    assert json.loads((out / "job_result.json").read_text())["status"] == "interrupted"
     ckpts = sorted((out / "train" / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     newest = ckpts[-1]
     assert int(newest.name.split("-")[1]) >= 3  # saved at the step the signal interrupted, not only at save_steps
@@ -130,32 +134,49 @@ def test_sigterm_checkpoints_then_resume_skips_corrupt_checkpoint(tmp_path):
         assert Path(info["resumed_from"]).name == ckpts[-2].name
 
 
-def test_unsloth_backend_needs_cuda():
-    import torch
+def test_resume_from_a_checkpoint_dir_with_any_name(tmp_path):
+    """Review bug: train.resume=<dir not named checkpoint-N> crashed after training, before saving."""
+    first = tmp_path / "first"
+    r = run_cli(*TRAIN, f"output_dir={first}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    saved = tmp_path / "my saved state"
+    shutil.copytree(first / "train" / "checkpoints" / "checkpoint-2", saved)
+    r = run_cli(*TRAIN, f"train.resume={saved}", f"output_dir={tmp_path}/second")
+    assert r.returncode == 0, r.stderr[-3000:]
+    info = json.loads((tmp_path / "second" / "train" / "adapter" / "train_info.json").read_text())
+    assert info["resumed_from"] == str(saved) and info["steps"] == 6 and info["steps_run_this_session"] == 4
 
-    from spelling_exp.errors import ConfigError
-    from spelling_exp.training.model import choose_backend
 
-    if torch.cuda.is_available():
-        pytest.skip("CUDA present")
-    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
-        choose_backend("unsloth")
-    assert choose_backend("auto") == "peft"
+def test_eval_adapter_evaluates_this_runs_adapter_not_a_configured_one(smoke_run, tmp_path):
+    """Review bug: a configured adapter path used to replace the adapter trained in the run."""
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run[0], run, ignore=shutil.ignore_patterns("wandb"))
+    r = run_cli(*SMOKE, "stages=[eval_adapter]", f"eval.adapter_path={tmp_path}/elsewhere", f"output_dir={run}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    meta = json.loads((run / "eval_adapter" / "metrics.json").read_text())["meta"]
+    assert meta["adapter"] == str(run / "train" / "adapter")
 
 
-@pytest.mark.parametrize("model", ["qwen3_4b", "smollm2_135m"])
-def test_training_prompt_is_exactly_the_eval_prompt(model, qwen_tokenizer, smol_tokenizer):
-    from spelling_exp.model.chat import build_messages, render_chat
-    from spelling_exp.training.dataset import tokenize_examples
+def test_training_starts_from_the_base_model_whatever_eval_adapter_path_says(smoke_run, tmp_path):
+    """Review bug: model.adapter_path used to be loaded as the starting point of training while the
+    training cache key ignored it. Training now never reads an adapter setting: the same config
+    with and without one trains byte-identical adapters."""
+    one_step = [*SMOKE, "stage=train", "train.max_steps=1", "train.use_cache=false"]
+    a = run_cli(*one_step, f"output_dir={tmp_path}/a")
+    b = run_cli(*one_step, f"eval.adapter_path={smoke_run[0]}/train/adapter", f"output_dir={tmp_path}/b")
+    assert a.returncode == 0 and b.returncode == 0, b.stderr[-3000:]
+    weights = [(tmp_path / d / "train" / "adapter" / "adapter_model.safetensors").read_bytes() for d in "ab"]
+    assert weights[0] == weights[1]
 
-    cfg = make_config(f"model={model}")
-    tok = qwen_tokenizer if model == "qwen3_4b" else smol_tokenizer
-    ex = {"id": "x", "user": "How do you spell 'pelican'?", "assistant": "pelican is spelled p-e-l-i-c-a-n."}
-    row = tokenize_examples([ex], tok, cfg.model, 512)["x"]
-    prompt_ids = [i for i, m in zip(row["input_ids"], row["completion_mask"]) if m == 0]
-    answer_ids = [i for i, m in zip(row["input_ids"], row["completion_mask"]) if m == 1]
-    eval_prompt = render_chat(tok, build_messages(ex["user"], cfg.model.system_prompt), cfg.model.family, True)
-    assert prompt_ids == tok(eval_prompt, add_special_tokens=False)["input_ids"]
-    assert tok.decode(answer_ids) == ex["assistant"] + "<|im_end|>"
-    if model == "qwen3_4b":
-        assert tok.decode(prompt_ids).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+
+def test_moved_run_dir_still_reports(smoke_run, tmp_path):
+    """Review bug: comparison.json stored absolute eval dirs, so a moved run broke stage=report."""
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    shutil.copytree(smoke_run[0], first, ignore=shutil.ignore_patterns("wandb"))
+    first.rename(moved)
+    c = json.loads((moved / "compare" / "comparison.json").read_text())
+    assert (c["base_dir"], c["adapter_dir"]) == ("../eval_base", "../eval_adapter")
+    (moved / "report" / "report.html").unlink()
+    r = run_cli(*SMOKE, "stage=report", f"output_dir={moved}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (moved / "report" / "report.html").is_file() and "McNemar p" in r.stdout

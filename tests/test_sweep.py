@@ -29,6 +29,7 @@ def joblib_sweep(tmp_path_factory, cache_dir):
     return sweep, args, r
 
 
+@pytest.mark.slow
 def test_joblib_sweep_runs_both_jobs_and_writes_comparison(joblib_sweep):
     sweep, _, r = joblib_sweep
     jobs = _jobs(sweep)
@@ -43,6 +44,7 @@ def test_joblib_sweep_runs_both_jobs_and_writes_comparison(joblib_sweep):
     assert (sweep / "comparison_0.png").is_file()
 
 
+@pytest.mark.slow
 def test_sweep_jobs_share_one_wandb_group(joblib_sweep):
     sweep, _, _ = joblib_sweep
     runs = [summarize(next((j / "wandb").glob("offline-run-*/run-*.wandb"))) for j in _jobs(sweep)]
@@ -52,6 +54,7 @@ def test_sweep_jobs_share_one_wandb_group(joblib_sweep):
     assert all(r["exit_code"] == 0 for r in runs)
 
 
+@pytest.mark.slow
 def test_shared_caches_base_eval_computed_once(joblib_sweep):
     sweep, _, _ = joblib_sweep
     logs = "".join((j / "smoke.log").read_text() for j in _jobs(sweep))
@@ -61,6 +64,7 @@ def test_shared_caches_base_eval_computed_once(joblib_sweep):
     assert a == b
 
 
+@pytest.mark.slow
 def test_rerun_of_finished_sweep_does_no_work(joblib_sweep):
     sweep, args, _ = joblib_sweep
     before = {j.name: (j / "job_result.json").stat().st_mtime_ns for j in _jobs(sweep)}
@@ -71,6 +75,27 @@ def test_rerun_of_finished_sweep_does_no_work(joblib_sweep):
     assert {j.name: (j / "job_result.json").stat().st_mtime_ns for j in _jobs(sweep)} == before
 
 
+@pytest.mark.slow
+def test_moved_sweep_keeps_its_comparison_and_ci_bars(joblib_sweep, tmp_path):
+    """Review bug: absolute eval dirs in comparison.json dropped the sweep plots' CI bars once a
+    sweep dir was moved (the adapter metrics could not be found)."""
+    from spelling_exp.analysis.compare import read_comparison
+    from spelling_exp.analysis.sweep_report import collect_rows
+
+    sweep, _, _ = joblib_sweep
+    staging, moved = tmp_path / "staging", tmp_path / "moved"
+    shutil.copytree(sweep, staging, ignore=shutil.ignore_patterns("wandb"))
+    staging.rename(moved)
+    c = read_comparison(moved / "0" / "compare" / "comparison.json")
+    assert c["adapter_dir"] == str(moved / "0" / "eval_adapter")
+    rows, swept, failed = collect_rows(moved)
+    assert len(rows) == 2 and not failed and swept == ["lora.r"]
+    for row in rows:
+        for t in row["tasks"].values():  # the real Wilson interval, not the [a, a] fallback
+            assert t["adapter_ci95"][0] < t["adapter_ci95"][1]
+
+
+@pytest.mark.slow
 def test_failed_job_does_not_stop_the_sweep(tmp_path, cache_dir):
     sweep = tmp_path / "sw"
     # train.backend=unsloth cannot run without CUDA: that job fails, the peft one must complete.
@@ -160,6 +185,7 @@ def slurm_cluster():
     return True
 
 
+@pytest.mark.slow
 def test_slurm_sweep_on_real_cluster(slurm_cluster, tmp_path, cache_dir):
     sweep = tmp_path / "slurm_sweep"
     r = run_cli("-m", *TINY, "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=4",
@@ -185,6 +211,7 @@ def test_slurm_sweep_on_real_cluster(slurm_cluster, tmp_path, cache_dir):
     assert array_ids and all(states.get(j) == "COMPLETED" for j in array_ids), states
 
 
+@pytest.mark.slow
 def test_slurm_preemption_checkpoints_requeues_and_resumes(slurm_cluster, tmp_path, cache_dir):
     """USR2 (what submitit asks Slurm to send before a time limit or on preemption) mid-training:
     the trainer saves a checkpoint, hands the signal to submitit, which requeues the job; the

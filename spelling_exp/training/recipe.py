@@ -53,6 +53,7 @@ class TrainingSetup:
     batching: dict[str, Any]  # statistics of the exact batch order the trainer reads
     trainable_params: int
     resume: Path | None
+    resumed_step: int  # read at setup: checkpoint rotation may delete the resumed checkpoint while training
     preemption: Any  # the callback whose flag the signal handler sets
 
 
@@ -107,7 +108,9 @@ def setup(model_cfg: ModelConfig, lora: LoraConfig, t: TrainConfig, data_dir: Pa
     callbacks = [preempt] + ([log_callback(on_log)] if on_log else [])
     trainer = make_trainer_class()(model=model, args=args, train_dataset=dataset, eval_dataset=val_dataset,
                                    processing_class=tok, callbacks=callbacks)
-    return TrainingSetup(trainer, model, backend, device, precision, batching, trainable, resume, preempt)
+    resumed_step = checkpoint_step(resume) if resume else 0
+    return TrainingSetup(trainer, model, backend, device, precision, batching, trainable, resume, resumed_step,
+                         preempt)
 
 
 # -------------------------------------------------------------------------------------- run
@@ -116,7 +119,7 @@ def run(s: TrainingSetup, out: Path) -> None:
     from spelling_exp.training.trainer import preemption_signals
 
     if s.resume is not None:
-        log.info("resuming from %s (step %d)", s.resume, checkpoint_step(s.resume))
+        log.info("resuming from %s (step %d)", s.resume, s.resumed_step)
 
     def on_signal(signum: int) -> None:
         log.warning("received signal %d: checkpointing after this step, then stopping", signum)
@@ -147,7 +150,7 @@ def save_adapter(s: TrainingSetup, out: Path, seconds: float) -> dict[str, Any]:
     steps = s.trainer.state.global_step
     info = {"backend": s.backend, "device": s.device, "precision": s.precision, "steps": steps,
             "resumed_from": str(s.resume) if s.resume else None,
-            "steps_run_this_session": steps - (checkpoint_step(s.resume) if s.resume else 0),
+            "steps_run_this_session": steps - s.resumed_step,
             "train_seconds": seconds, "trainable_params": s.trainable_params, "batching": s.batching,
             "final_loss": next((h["loss"] for h in reversed(history) if "loss" in h), None)}
     atomic_write_json(tmp / "train_info.json", info)

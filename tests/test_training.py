@@ -1,0 +1,53 @@
+"""Training parts without a training run: backend choice, resume resolution, train == eval prompts."""
+import json
+
+import pytest
+from helpers import make_config
+
+from spelling_exp.errors import ConfigError
+from spelling_exp.training.checkpoints import checkpoint_step, resolve_resume
+
+
+def test_unsloth_backend_needs_cuda():
+    import torch
+
+    from spelling_exp.training.model import choose_backend
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+        choose_backend("unsloth")
+    assert choose_backend("auto") == "peft"
+
+
+@pytest.mark.parametrize("model", ["qwen3_4b", "smollm2_135m"])
+def test_training_prompt_is_exactly_the_eval_prompt(model, qwen_tokenizer, smol_tokenizer):
+    from spelling_exp.model.chat import build_messages, render_chat
+    from spelling_exp.training.dataset import tokenize_examples
+
+    cfg = make_config(f"model={model}")
+    tok = qwen_tokenizer if model == "qwen3_4b" else smol_tokenizer
+    ex = {"id": "x", "user": "How do you spell 'pelican'?", "assistant": "pelican is spelled p-e-l-i-c-a-n."}
+    row = tokenize_examples([ex], tok, cfg.model, 512)["x"]
+    prompt_ids = [i for i, m in zip(row["input_ids"], row["completion_mask"]) if m == 0]
+    answer_ids = [i for i, m in zip(row["input_ids"], row["completion_mask"]) if m == 1]
+    eval_prompt = render_chat(tok, build_messages(ex["user"], cfg.model.system_prompt), cfg.model.family, True)
+    assert prompt_ids == tok(eval_prompt, add_special_tokens=False)["input_ids"]
+    assert tok.decode(answer_ids) == ex["assistant"] + "<|im_end|>"
+    if model == "qwen3_4b":
+        assert tok.decode(prompt_ids).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+
+
+def test_resume_resolution(tmp_path):
+    ckpts = tmp_path / "checkpoints"
+    assert resolve_resume("auto", ckpts) is None and resolve_resume("never", ckpts) is None
+    with pytest.raises(ConfigError, match="not a valid training checkpoint"):
+        resolve_resume(str(tmp_path / "nope"), ckpts)
+    # a valid checkpoint under any name; its step comes from trainer_state.json, not the name
+    state = tmp_path / "saved state"
+    state.mkdir()
+    (state / "trainer_state.json").write_text(json.dumps({"global_step": 7}))
+    header = json.dumps({"__metadata__": {}}).encode()
+    (state / "adapter_model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+    (state / "optimizer.pt").write_bytes(b"x")
+    assert resolve_resume(str(state), ckpts) == state and checkpoint_step(state) == 7
