@@ -119,7 +119,7 @@ def run(cfg: DictConfig) -> None:
 
         torch.set_num_threads(threads)
     job_name, config = _tracker_names(config, run_dir)
-    tracker = make_tracker(config, run_dir, OmegaConf.to_container(cfg, resolve=True), job_name)
+    tracker = make_tracker(config.logger, run_dir, OmegaConf.to_container(cfg, resolve=True), job_name)
     ctx = RunContext(config, run_dir, tracker)
     exit_code = 1
     try:

@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from spelling_exp.config import LoggerConfig, LoggerName
+
 log = logging.getLogger(__name__)
 _SECRET = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.I)
 
@@ -81,11 +83,7 @@ class WandbTracker(Tracker):
         self.run.finish(exit_code=exit_code)
 
 
-def make_tracker(cfg: Any, run_dir: Path, config: dict[str, Any], job_name: str) -> Tracker:
-    if cfg.logger.name == "none":
-        return Tracker()
-    if cfg.logger.name == "wandb":
-        return WandbTracker(cfg.logger, run_dir, config, job_name)
-    from spelling_exp.errors import ConfigError
-
-    raise ConfigError(f"logger.name must be none or wandb, not '{cfg.logger.name}'")
+def make_tracker(logger: LoggerConfig, run_dir: Path, config: dict[str, Any], job_name: str) -> Tracker:
+    if logger.name == LoggerName.wandb:
+        return WandbTracker(logger, run_dir, config, job_name)
+    return Tracker()

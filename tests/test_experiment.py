@@ -151,7 +151,8 @@ def test_eval_adapter_evaluates_this_runs_adapter_not_a_configured_one(smoke_run
     """Review bug: a configured adapter path used to replace the adapter trained in the run."""
     run = tmp_path / "run"
     shutil.copytree(smoke_run[0], run, ignore=shutil.ignore_patterns("wandb"))
-    r = run_cli(*SMOKE, "stages=[eval_adapter]", f"eval.adapter_path={tmp_path}/elsewhere", f"output_dir={run}")
+    r = run_cli(*SMOKE, "stages=[eval_adapter]", "eval.use_cache=false", f"eval.adapter_path={tmp_path}/elsewhere",
+                f"output_dir={run}")
     assert r.returncode == 0, r.stderr[-3000:]
     meta = json.loads((run / "eval_adapter" / "metrics.json").read_text())["meta"]
     assert meta["adapter"] == str(run / "train" / "adapter")
@@ -160,7 +161,8 @@ def test_eval_adapter_evaluates_this_runs_adapter_not_a_configured_one(smoke_run
 def test_training_starts_from_the_base_model_whatever_eval_adapter_path_says(smoke_run, tmp_path):
     """Review bug: model.adapter_path used to be loaded as the starting point of training while the
     training cache key ignored it. Training now never reads an adapter setting: the same config
-    with and without one trains byte-identical adapters."""
+    with and without one trains byte-identical adapters (which also needs LoRA's initialisation
+    to be seeded: it used to come from an unseeded RNG, so no two runs matched)."""
     one_step = [*SMOKE, "stage=train", "train.max_steps=1", "train.use_cache=false"]
     a = run_cli(*one_step, f"output_dir={tmp_path}/a")
     b = run_cli(*one_step, f"eval.adapter_path={smoke_run[0]}/train/adapter", f"output_dir={tmp_path}/b")

@@ -61,6 +61,7 @@ def load_trainable_model(model_cfg: ModelConfig, lora: LoraConfig, backend: str,
             use_gradient_checkpointing="unsloth" if gradient_checkpointing else False)
         return model, load_tokenizer(model_cfg, cache_dir)
 
+    import torch
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
@@ -74,6 +75,9 @@ def load_trainable_model(model_cfg: ModelConfig, lora: LoraConfig, backend: str,
         raise ConfigError(f"lora.target_modules {missing} not found in {model_cfg.name}")
     peft_cfg = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
                               use_rslora=lora.use_rslora, use_dora=lora.use_dora, bias="none", task_type="CAUSAL_LM")
+    # LoRA A is initialised from torch's global RNG here, before the trainer seeds anything:
+    # without this seed every run started from different weights and no adapter was reproducible.
+    torch.manual_seed(seed)
     model = get_peft_model(model, peft_cfg)
     if gradient_checkpointing:
         model.enable_input_require_grads()
