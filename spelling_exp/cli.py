@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -18,8 +19,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from spelling_exp.config import Config, Stage, register_configs, selected_stages
-from spelling_exp.errors import SpellingExpError, TrainingInterrupted
+from spelling_exp.config import Config, Stage, register_configs, secret_keys, selected_stages, unknown_keys
+from spelling_exp.errors import ConfigError, Interrupted, SpellingExpError, TrainingInterrupted, raise_interrupted
 from spelling_exp.jobs import finished, job_config_sha, write_result
 from spelling_exp.model.chat import check_thinking_disabled
 from spelling_exp.stages.context import RunContext
@@ -47,6 +48,32 @@ register_configs()
 _job_started = False
 
 
+def check_composed(cfg: DictConfig) -> None:
+    """What Hydra composes without complaint but must not run: secrets in config, unknown `+keys`."""
+    secrets = secret_keys(cfg)
+    if secrets:
+        raise ConfigError(f"{secrets[0]}: secrets are read from the environment only (WANDB_API_KEY for W&B, "
+                          "HF_TOKEN for the hub), never from config; remove the override")
+    unknown = unknown_keys(cfg)
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]}: spelling_exp/config.py has no such setting")
+
+
+def scrub_hydra_records(cfg: DictConfig, keys: list[str]) -> None:
+    """Hydra records the command line and config (.hydra/, multirun.yaml) before any check can run;
+    a refused secret must not stay there."""
+    values = [str(OmegaConf.select(cfg, k)) for k in keys]
+    hc = HydraConfig.get()
+    files = list((Path(hc.runtime.output_dir) / hc.output_subdir).glob("*.yaml")) if hc.output_subdir else []
+    if hc.mode == RunMode.MULTIRUN:
+        files.append(Path(hc.sweep.dir) / "multirun.yaml")
+    for f in files:
+        if f.is_file() and any(v in (text := f.read_text()) for v in values):
+            for v in values:
+                text = text.replace(v, "<redacted>")
+            atomic_write_text(f, text)
+
+
 def validate_config(config: Config) -> None:
     """Checks that must fail before any model, tokenizer or file is touched, for the selected stages."""
     from spelling_exp.data.build import validate_data_config
@@ -60,8 +87,15 @@ def validate_config(config: Config) -> None:
         validate_data_config(config.data, config.template)
     if stages & {Stage.eval, Stage.eval_base, Stage.eval_adapter}:
         validate_eval_config(config.eval)
+    adapter = config.eval.adapter_path
+    if Stage.eval in stages and adapter and not (Path(adapter) / "adapter_config.json").is_file():
+        raise ConfigError(f"eval.adapter_path={adapter}: no LoRA adapter there (adapter_config.json missing)")
     if Stage.train in stages:
-        validate_train_config(config.train)
+        validate_train_config(config.train, config.lora)
+    if Stage.compare in stages and not config.sweep_dir:
+        for key, path in (("compare.base", config.compare.base), ("compare.adapter", config.compare.adapter)):
+            if path and not (Path(path) / "metrics.json").is_file():
+                raise ConfigError(f"{key}={path}: no finished evaluation there (metrics.json missing)")
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
@@ -106,6 +140,7 @@ def _tracker_names(config: Config, run_dir: Path) -> tuple[str, Config]:
 def run(cfg: DictConfig) -> None:
     from spelling_exp.stages import get_stage
 
+    check_composed(cfg)
     # Stages get plain typed dataclasses: DictConfig attribute access is ~20 us, which
     # dominated the data build when used in per-token loops.
     config: Config = OmegaConf.to_object(cfg)
@@ -135,6 +170,8 @@ def run(cfg: DictConfig) -> None:
 def main(cfg: DictConfig) -> None:
     global _job_started
     _job_started = True
+    if secrets := secret_keys(cfg):
+        scrub_hydra_records(cfg, secrets)
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     run_dir = run_dir_of(cfg)
@@ -148,6 +185,16 @@ def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
         write_result(run_dir, sha, "complete", stages, time.perf_counter() - t0, log_file=log_file)
+    except (KeyboardInterrupt, Interrupted) as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        name = signal.Signals(signum).name
+        if run_dir.exists():
+            write_result(run_dir, sha, "interrupted", stages, time.perf_counter() - t0, error=f"interrupted by {name}",
+                         log_file=log_file)
+        if multirun:
+            raise
+        print(f"spelling_exp: interrupted by {name}; rerun the same command to resume", file=sys.stderr)
+        sys.exit(128 + signum)
     except TrainingInterrupted as e:
         write_result(run_dir, sha, "interrupted", stages, time.perf_counter() - t0, error=str(e), log_file=log_file)
         if multirun:
@@ -171,8 +218,31 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
+HYDRA_TRAILER = "\nSet the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.\n"
+
+
+class _ComposeErrorStream:
+    """stderr, minus Hydra's "set HYDRA_FULL_ERROR" trailer under a config that did not compose:
+    there Hydra's message is the whole story (a bad override, a wrong type, an invalid choice)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if text == HYDRA_TRAILER and not _job_started:
+            return len(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def entrypoint() -> None:
-    """``python -m spelling_exp``: Hydra's main, with a config that fails to compose exiting 2."""
+    """``python -m spelling_exp``: Hydra's main; a config that fails to compose exits 2, SIGTERM
+    stops with one line (training checkpoints first, see training/trainer.py)."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, raise_interrupted)
+    sys.stderr = _ComposeErrorStream(sys.stderr)
     try:
         main()
     except SystemExit as e:

@@ -364,3 +364,45 @@ def register_configs() -> None:
 
 def selected_stages(cfg: Any) -> list[str]:
     return [str(cfg.stage)] if cfg.stage else [str(s) for s in cfg.stages]
+
+
+# ------------------------------------------------------------------ checks on the composed config
+# Config keys that hold credentials. Matched by exact name (not substring: `tokens`,
+# `tokenizer_source` and `max_new_tokens` are settings, not secrets).
+SECRET_KEYS = frozenset({"api_key", "apikey", "token", "access_token", "auth_token", "hf_token", "wandb_api_key",
+                         "secret", "secret_key", "password", "passwd", "credentials"})
+
+
+def secret_keys(node: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of secret-looking keys anywhere in a composed config (DictConfig or dict)."""
+    out = []
+    for key in list(node.keys()) if hasattr(node, "keys") else []:
+        path = f"{prefix}{key}"
+        if str(key).lower() in SECRET_KEYS:
+            out.append(path)
+        child = node.get(key) if isinstance(node, dict) else node._get_node(key)
+        if hasattr(child, "keys"):
+            out += secret_keys(child, path + ".")
+    return out
+
+
+def unknown_keys(node: Any, prefix: str = "") -> list[str]:
+    """Keys a `+key=value` override added to a schema node that has no such field, each with a
+    suggestion: Hydra stores them silently, and a typo like train.learnign_rate would be ignored."""
+    import difflib
+    from dataclasses import fields, is_dataclass
+
+    from omegaconf import DictConfig, OmegaConf
+
+    schema = OmegaConf.get_type(node)
+    if not (isinstance(schema, type) and is_dataclass(schema)):
+        return []  # a free dict (templates, phrasings, chat_template_kwargs...): any key is fine
+    known = [f.name for f in fields(schema)]
+    out = []
+    for key in node.keys():
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            out.append(f"{prefix}{key}" + (f" (did you mean {prefix}{close[0]}?)" if close else ""))
+        elif isinstance(child := node._get_node(key), DictConfig):
+            out += unknown_keys(child, f"{prefix}{key}.")
+    return out

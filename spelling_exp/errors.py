@@ -40,3 +40,23 @@ class TrainingInterrupted(Exception):
     ``interrupted`` (so a sweep rerun redoes it) and exits 3; rerunning resumes.
     """
     exit_code = 3
+
+
+def require(ok: bool, key: str, value: object, requirement: str) -> None:
+    """One line naming the key, its value and what it must be: ``train.batch_size=0: must be >= 1``."""
+    if not ok:
+        raise ConfigError(f"{key}={value}: must be {requirement}")
+
+
+class Interrupted(BaseException):
+    """SIGTERM outside training's own handling. A BaseException, like KeyboardInterrupt, so no
+    ``except Exception`` swallows it; the CLI reports it in one line and exits 128 + signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def raise_interrupted(signum: int, frame: object) -> None:
+    """The CLI's SIGTERM handler."""
+    raise Interrupted(signum)

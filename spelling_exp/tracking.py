@@ -13,16 +13,17 @@ import re
 from pathlib import Path
 from typing import Any
 
-from spelling_exp.config import LoggerConfig, LoggerName
+from spelling_exp.config import SECRET_KEYS, LoggerConfig, LoggerName
 
 log = logging.getLogger(__name__)
-_SECRET = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.I)
 
 
 def scrub(obj: Any) -> Any:
-    """Config without secret-looking keys (values replaced, so the structure stays readable)."""
+    """Config with the values of credential keys replaced (matched by exact name, so settings such
+    as `tokens` or `max_new_tokens` stay visible). The CLI refuses such keys anyway; this is the
+    second line of defence for anything logged."""
     if isinstance(obj, dict):
-        return {k: ("<redacted>" if _SECRET.search(str(k)) else scrub(v)) for k, v in obj.items()}
+        return {k: ("<redacted>" if str(k).lower() in SECRET_KEYS else scrub(v)) for k, v in obj.items()}
     if isinstance(obj, list):
         return [scrub(v) for v in obj]
     return obj

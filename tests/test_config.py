@@ -156,7 +156,7 @@ def test_thinking_via_template_kwargs_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["stages=[data,eval_base]", "eval.n_questions=0"], "eval.n_questions must be >= 1"),
+    (["stages=[data,eval_base]", "eval.n_questions=0"], "eval.n_questions=0: must be >= 1"),
     (["stages=[data,eval_base]", "eval.n_samples=3", "eval/sampling=greedy"], "eval.n_samples"),
     (["stages=[data,train]", "train.resume=/nonexistent/state"], "train.resume=/nonexistent/state"),
     (["stage=data", "+template.mix.styles.shouty=1"], "unknown style 'shouty'"),

@@ -1,6 +1,7 @@
 """Evaluation on the real embedded SmolLM2 model: a handful of questions so the suite stays fast."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,6 +76,49 @@ def test_resume_after_kill_gives_identical_metrics(reference, tmp_path):
     assert "resuming" in r.stdout + r.stderr
     assert _preds(out / "eval") == _preds(ref_dir)
     assert _metrics(out / "eval") == _metrics(ref_dir)
+
+
+def test_sigterm_during_evaluation_is_one_line_and_resumes(reference, tmp_path):
+    ref_dir, _ = reference
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "spelling_exp", *EVAL, "eval.use_cache=false",
+                             f"output_dir={out}"], cwd=ROOT, env=dict(os.environ),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    pred = out / "eval" / "predictions.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if pred.exists() and pred.read_text().count("\n") >= 4:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == "spelling_exp: interrupted by SIGTERM; rerun the same command to resume"
+    assert "Traceback" not in stderr
+    assert json.loads((out / "job_result.json").read_text())["status"] == "interrupted"
+    r = run_cli(*EVAL, "eval.use_cache=false", f"output_dir={out}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _preds(out / "eval") == _preds(ref_dir) and _metrics(out / "eval") == _metrics(ref_dir)
+
+
+def test_damaged_predictions_are_dropped_and_redone(reference, tmp_path):
+    """A garbage line and a row missing a field: the valid complete batches are kept, the damaged
+    ones redone, with a warning; never a JSONDecodeError / KeyError."""
+    ref_dir, _ = reference
+    out = tmp_path / "run" / "eval"
+    out.mkdir(parents=True)
+    for f in ("questions.jsonl", "predictions.jsonl", "eval_state.json"):
+        shutil.copy(ref_dir / f, out / f)
+    lines = (out / "predictions.jsonl").read_text().splitlines(keepends=True)
+    row = json.loads(lines[5])
+    del row["reply"]
+    lines[5] = json.dumps(row) + "\n"
+    lines.insert(2, "garbage{\n")
+    (out / "predictions.jsonl").write_text("".join(lines))
+    r = run_cli(*EVAL, "eval.use_cache=false", f"output_dir={out.parent}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "dropped 2 damaged line(s)" in r.stdout + r.stderr
+    assert _preds(out) == _preds(ref_dir) and _metrics(out) == _metrics(ref_dir)
 
 
 def test_eval_cache_reused_across_runs(reference, tmp_path):

@@ -38,16 +38,51 @@ def test_training_prompt_is_exactly_the_eval_prompt(model, qwen_tokenizer, smol_
         assert tok.decode(prompt_ids).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
 
 
+def _checkpoint(path, step):
+    """A checkpoint with every file in its real format: safetensors, zip archives (what torch.save writes)."""
+    import zipfile
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    path.mkdir(parents=True)
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    save_file({"lora_A": np.ones((4, 8), dtype=np.float32)}, str(path / "adapter_model.safetensors"))
+    for name in ("optimizer.pt", "scheduler.pt"):
+        with zipfile.ZipFile(path / name, "w") as z:
+            z.writestr("archive/data.pkl", b"x" * 4096)
+    return path
+
+
 def test_resume_resolution(tmp_path):
     ckpts = tmp_path / "checkpoints"
     assert resolve_resume("auto", ckpts) is None and resolve_resume("never", ckpts) is None
     with pytest.raises(ConfigError, match="not a valid training checkpoint"):
         resolve_resume(str(tmp_path / "nope"), ckpts)
     # a valid checkpoint under any name; its step comes from trainer_state.json, not the name
-    state = tmp_path / "saved state"
-    state.mkdir()
-    (state / "trainer_state.json").write_text(json.dumps({"global_step": 7}))
-    header = json.dumps({"__metadata__": {}}).encode()
-    (state / "adapter_model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
-    (state / "optimizer.pt").write_bytes(b"x")
+    state = _checkpoint(tmp_path / "saved state", 7)
     assert resolve_resume(str(state), ckpts) == state and checkpoint_step(state) == 7
+
+
+@pytest.mark.parametrize("damage", ["optimizer truncated", "optimizer flipped", "adapter truncated",
+                                    "scheduler truncated", "state garbage", "optimizer missing"])
+def test_damaged_newest_checkpoint_is_skipped(tmp_path, damage):
+    from spelling_exp.training.checkpoints import newest_valid_checkpoint
+
+    ckpts = tmp_path / "checkpoints"
+    _checkpoint(ckpts / "checkpoint-2", 2)
+    newest = _checkpoint(ckpts / "checkpoint-4", 4)
+    assert newest_valid_checkpoint(ckpts) == newest
+    target = {"optimizer": "optimizer.pt", "adapter": "adapter_model.safetensors", "scheduler": "scheduler.pt",
+              "state": "trainer_state.json"}[damage.split()[0]]
+    data = (newest / target).read_bytes()
+    if damage.endswith("truncated"):
+        (newest / target).write_bytes(data[: len(data) // 2])
+    elif damage.endswith("flipped"):
+        i = data.index(b"xxxx")
+        (newest / target).write_bytes(data[:i] + b"y" + data[i + 1:])  # same size: only the CRC notices
+    elif damage.endswith("missing"):
+        (newest / target).unlink()
+    else:
+        (newest / target).write_text("{not json")
+    assert newest_valid_checkpoint(ckpts) == ckpts / "checkpoint-2"

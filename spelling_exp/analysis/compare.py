@@ -61,7 +61,8 @@ def verdict(task: str, s: dict[str, Any]) -> str:
 def compare_evals(base_dir: Path, adapter_dir: Path, n_boot: int = 10000, seed: int = 0) -> dict[str, Any]:
     for d in (base_dir, adapter_dir):
         if not (d / "metrics.json").is_file():
-            raise ConfigError(f"no finished evaluation in {d} (metrics.json missing)")
+            raise ConfigError(f"no finished evaluation in {d} (metrics.json missing): set compare.base=<eval dir> "
+                              "and compare.adapter=<eval dir>, or run eval_base and eval_adapter first")
     qa = {q["id"]: q for q in iter_jsonl(base_dir / "questions.jsonl")}
     qb = {q["id"]: q for q in iter_jsonl(adapter_dir / "questions.jsonl")}
     if qa != qb:

@@ -72,8 +72,6 @@ def build_holdout(
     raw: list[str], training_words: Iterable[str], tokenizer: Any, cfg: Any, seed: int,
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
     """Validation and test splits as rows {word, n_tokens}, plus filter counts."""
-    if cfg.on_overlap not in ("drop", "error"):
-        raise ConfigError(f"data.holdout.on_overlap must be 'drop' or 'error', not '{cfg.on_overlap}'")
     training = {w.lower() for w in training_words}
     candidates = filter_candidates(raw, cfg)
     counts = {"source_words": len(raw), "after_format_filter": len(candidates)}
@@ -97,10 +95,19 @@ def build_holdout(
             break
     counts["eligible_seen"] = len(chosen)
     if len(chosen) < need:
+        # Name the filter that removed the most words, with the count each step left.
+        steps = [("lowercase ASCII letters, length "
+                  f"{cfg.min_length}-{cfg.max_length} (data.holdout.min_length / max_length)", len(raw),
+                  counts["after_format_filter"]),
+                 ("not a training word", counts["after_format_filter"], counts["after_removing_training_words"]),
+                 (f">= {cfg.min_tokens} tokens (data.holdout.min_tokens)", counts["after_removing_training_words"],
+                  len(chosen))]
+        worst = max(steps, key=lambda s: s[1] - s[2])
         raise SizeError(
-            f"hold-out: asked for {cfg.n_validation} validation + {cfg.n_test} test words but only "
-            f"{len(chosen)} words pass the filters (length {cfg.min_length}-{cfg.max_length}, "
-            f">= {cfg.min_tokens} tokens, not a training word)"
+            f"hold-out: asked for {cfg.n_validation} validation + {cfg.n_test} test words but only {len(chosen)} "
+            f"pass the filters; the filter '{worst[0]}' removed the most ({worst[1]} -> {worst[2]} words); "
+            f"{len(raw)} source words -> {counts['after_format_filter']} -> "
+            f"{counts['after_removing_training_words']} -> {len(chosen)}"
         )
     chosen = chosen[:need]
     splits = {"validation": chosen[:cfg.n_validation], "test": chosen[cfg.n_validation:]}

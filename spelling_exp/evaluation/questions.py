@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 from spelling_exp.data.examples import seeded_rng
-from spelling_exp.errors import ConfigError, SizeError
+from spelling_exp.errors import ConfigError, SizeError, require
 
 PLACEHOLDERS = {
     "position": {"word", "ordinal", "k"},
@@ -50,8 +50,15 @@ def validate_eval_config(cfg: Any) -> None:
             raise ConfigError(f"eval.{name}: weights sum to zero")
     if cfg.sampling.greedy and cfg.n_samples > 1:
         raise ConfigError("eval.n_samples > 1 with greedy decoding gives identical samples; use eval.n_samples=1")
-    if cfg.n_questions < 1:
-        raise ConfigError(f"eval.n_questions must be >= 1, got {cfg.n_questions}")
+    for key in ("n_questions", "n_samples", "batch_size", "max_new_tokens"):
+        require(getattr(cfg, key) >= 1, f"eval.{key}", getattr(cfg, key), ">= 1")
+    require(0 <= cfg.last_as_word <= 1, "eval.last_as_word", cfg.last_as_word, "in [0, 1]")
+    s = cfg.sampling
+    if not s.greedy:
+        require(s.temperature > 0, "eval.sampling.temperature", s.temperature, "> 0 (or eval/sampling=greedy)")
+        require(0 < s.top_p <= 1, "eval.sampling.top_p", s.top_p, "in (0, 1]")
+        require(s.top_k >= 0, "eval.sampling.top_k", s.top_k, ">= 0 (0: no top-k cut)")
+        require(0 <= s.min_p < 1, "eval.sampling.min_p", s.min_p, "in [0, 1)")
 
 
 def _strata_sequence(weights: dict[str, float], order: tuple[str, ...], n: int, rng) -> list[str]:

@@ -13,6 +13,7 @@ e.g. every job of a LoRA-rank sweep reuses one base-model evaluation.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -84,20 +85,43 @@ def eval_payload(eval_cfg: EvalConfig, model: ModelConfig, questions_sha: str, a
     }
 
 
-def _load_complete_batches(pred_path: Path, batches: list[list[int]], n_samples: int) -> list[dict[str, Any]]:
-    """Rows of fully finished batches from a previous (possibly killed) run; the file is rewritten to them."""
+PREDICTION_FIELDS = ("id", "sample", "batch", "reply", "parsed", "lenient", "spelled", "correct", "lenient_correct")
+
+
+def _load_complete_batches(pred_path: Path, batches: list[list[int]], questions: list[dict[str, Any]],
+                           n_samples: int) -> list[dict[str, Any]]:
+    """Rows of fully finished batches from a previous (possibly killed) run; the file is rewritten to them.
+
+    A batch is kept only when its rows are exactly its questions x samples. A line cut off by a
+    kill is expected; a line that is not JSON or a row missing a field is damage: it is dropped
+    with a warning and its batch is redone, never a crash.
+    """
     if not pred_path.exists():
         return []
-    rows = list(iter_jsonl(pred_path))
-    counts: dict[int, int] = {}
-    for r in rows:
-        counts[r["batch"]] = counts.get(r["batch"], 0) + 1
-    done = {b for b, c in counts.items() if b < len(batches) and c == len(batches[b]) * n_samples}
-    keep = [r for r in rows if r["batch"] in done]
-    with open(pred_path, "rb") as f:  # a line cut off by a kill leaves no trailing newline
-        size = f.seek(0, os.SEEK_END)
-        truncated = size > 0 and (f.seek(size - 1), f.read(1))[1] != b"\n"
-    if len(keep) != len(rows) or truncated:
+    expected = {b: {(questions[i]["id"], s) for i in idx for s in range(n_samples)} for b, idx in enumerate(batches)}
+    raw = pred_path.read_bytes()
+    lines = raw.split(b"\n")
+    if lines and lines[-1]:
+        lines.pop()  # cut off mid-write by a kill: not damage, just unfinished
+    by_batch: dict[int, list[dict[str, Any]]] = {}
+    n_rows = damaged = 0
+    for line in filter(bytes.strip, lines):
+        n_rows += 1
+        try:
+            row = json.loads(line)
+        except ValueError:
+            damaged += 1
+            continue
+        if not isinstance(row, dict) or any(f not in row for f in PREDICTION_FIELDS) or type(row["batch"]) is not int:
+            damaged += 1
+            continue
+        by_batch.setdefault(row["batch"], []).append(row)
+    keep = [r for b, rows in sorted(by_batch.items())
+            if len(rows) == len(expected.get(b, ())) and {(r["id"], r["sample"]) for r in rows} == expected[b]
+            for r in rows]
+    if damaged:
+        log.warning("%s: dropped %d damaged line(s); the batches they belonged to will be redone", pred_path, damaged)
+    if len(keep) != n_rows or not raw.endswith(b"\n"):
         atomic_write_jsonl(pred_path, keep)
     return keep
 
@@ -115,7 +139,7 @@ def run_predictions(eval_cfg: EvalConfig, backend: Any, out: Path, questions: li
     if not same_run and pred_path.exists():
         pred_path.unlink()  # predictions of a different evaluation: never mix them
     atomic_write_json(state_path, {"key": key, "batches": len(batches)})
-    rows = _load_complete_batches(pred_path, batches, e.n_samples)
+    rows = _load_complete_batches(pred_path, batches, questions, e.n_samples)
     done = {r["batch"] for r in rows}
     pending = [b for b in range(len(batches)) if b not in done]
     if done:

@@ -15,7 +15,7 @@ from typing import Any
 
 from spelling_exp.errors import ModelLoadError
 from spelling_exp.model.resources import resolve_model_path
-from spelling_exp.model.tokenizer import gguf_cache_dir, load_tokenizer
+from spelling_exp.model.tokenizer import gguf_cache_dir, hub_reachable, load_tokenizer, looks_like_hub_id
 
 log = logging.getLogger(__name__)
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
@@ -108,6 +108,11 @@ def load_model(model_cfg: Any, cache_dir: str | os.PathLike, adapter_path: str |
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as e:
+        if looks_like_hub_id(path) and not hub_reachable():
+            raise ModelLoadError(
+                f"model.path={model_cfg.path}: the weights are not in the local Hugging Face cache and the hub is "
+                f"unreachable; download them where there is a network (hf download {model_cfg.path}) or set "
+                "model.path=<local directory with the weights>") from None
         raise ModelLoadError(f"cannot load model '{model_cfg.path}': {str(e).splitlines()[0]}") from None
     adapter = adapter_path  # only ever explicit: the model config describes the base model
     if adapter:

@@ -57,7 +57,7 @@ def hub_reachable(endpoint: str | None = None, timeout: float = 2.0) -> bool:
         return False
 
 
-def _looks_like_hub_id(path: str) -> bool:
+def looks_like_hub_id(path: str) -> bool:
     return not os.path.exists(path) and path.count("/") == 1 and not path.startswith((".", "/", "~"))
 
 
@@ -129,7 +129,8 @@ def load_gguf_tokenizer(gguf: Path, cache_dir: str | os.PathLike | None, common:
     from transformers import AutoTokenizer
 
     if not gguf.is_file():
-        raise ModelLoadError(f"GGUF file not found: {gguf}")
+        raise ModelLoadError(f"model.gguf_file={gguf.name}: no such file in {gguf.parent} (for a transformers "
+                             "model directory set model.gguf_file=null)")
     cached = gguf_cache_dir(gguf, cache_dir, "tokenizers")
     if cached is not None and (cached / "tokenizer.json").is_file():
         return AutoTokenizer.from_pretrained(str(cached), **common)
@@ -170,7 +171,7 @@ def load_tokenizer(model_cfg: Any, cache_dir: str | os.PathLike | None = None) -
 
     if os.path.isdir(path):
         return _finish(AutoTokenizer.from_pretrained(path, **common), model_cfg)
-    if not _looks_like_hub_id(path):
+    if not looks_like_hub_id(path):
         raise ModelLoadError(f"model.path '{model_cfg.path}' is neither a directory nor a hub id")
     try:  # HF cache first: fast, offline-safe
         return _finish(AutoTokenizer.from_pretrained(path, local_files_only=True, **common), model_cfg)

@@ -1,9 +1,14 @@
-"""Content-addressed artifact cache, safe for concurrent builders.
+"""Content-addressed artifact cache, safe for concurrent builders, verified before use.
 
 An entry is a directory ``<root>/<kind>/<key>`` where key = sha256 of the canonical JSON of
 everything that determines its content. Builders take a file lock per key, build into a
-private temp dir, mark it complete, and rename it into place, so a reader sees either
-nothing or a finished entry, and N simultaneous jobs build it once.
+private temp dir, record every file's size and sha256, mark it complete, and rename it into
+place, so a reader sees either nothing or a finished entry, and N simultaneous jobs build it once.
+
+Every use verifies the entry against its recorded sizes and hashes (cheap next to what an entry
+saves: ~40 ms for a 19 MB adapter); a corrupt entry is rebuilt with a warning, never used.
+Entries reach run dirs as copies, never hard links, so nothing written to a run dir can reach
+the cache.
 """
 from __future__ import annotations
 
@@ -15,10 +20,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from spelling_exp.storage.io import atomic_write_json, canonical_json, sha256_text
+from spelling_exp.storage.io import atomic_write_json, canonical_json, read_json, sha256_file, sha256_text
 
 log = logging.getLogger(__name__)
 COMPLETE = ".complete"
+RECORD = "cache_key.json"  # the key, its payload, and every file's size and sha256
 
 
 def cache_key(payload: Any) -> str:
@@ -35,25 +41,57 @@ class ArtifactCache:
     def complete(self, key: str) -> bool:
         return (self.path(key) / COMPLETE).is_file()
 
+    def problems(self, key: str) -> list[str]:
+        """Why the finished entry ``key`` cannot be trusted (empty: it matches its record)."""
+        entry = self.path(key)
+        try:
+            recorded = read_json(entry / RECORD)["files"]
+            found = {p.relative_to(entry).as_posix() for p in entry.rglob("*")
+                     if p.is_file() and p.name not in (COMPLETE, RECORD)}
+            out = [f"{name}: unexpected file" for name in sorted(found - set(recorded))]
+            for name, want in sorted(recorded.items()):
+                path = entry / name
+                if not path.is_file():
+                    out.append(f"{name}: missing")
+                elif path.stat().st_size != want["size"]:
+                    out.append(f"{name}: {path.stat().st_size} bytes, recorded {want['size']}")
+                elif sha256_file(path) != want["sha256"]:
+                    out.append(f"{name}: content differs from its recorded sha256")
+            return out
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            return [f"{RECORD}: unreadable ({type(e).__name__}: {e})"]
+
+    def _verified(self, key: str) -> bool:
+        if not self.complete(key):
+            return False
+        problems = self.problems(key)
+        if problems:
+            log.warning("cache entry %s is corrupt (%s); rebuilding it", self.path(key), "; ".join(problems[:3]))
+        return not problems
+
     def get_or_build(self, key: str, payload: Any, build: Callable[[Path], None]) -> tuple[Path, bool]:
         """(entry dir, hit). ``build(tmp_dir)`` writes the entry's files into tmp_dir."""
         from filelock import FileLock
 
         final = self.path(key)
-        if self.complete(key):
+        if self._verified(key):
             return final, True
         self.dir.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.dir / f"{key}.lock")):
-            if self.complete(key):  # someone else built it while we waited
+            if self._verified(key):  # someone else built (or rebuilt) it while we waited
                 return final, True
             tmp = self.dir / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir()
             try:
                 build(tmp)
-                atomic_write_json(tmp / "cache_key.json", {"key": key, "payload": payload})
+                files = {p.relative_to(tmp).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
+                         for p in sorted(tmp.rglob("*")) if p.is_file()}
+                atomic_write_json(tmp / RECORD, {"key": key, "payload": payload, "files": files})
                 (tmp / COMPLETE).write_text("ok\n")
-                if final.exists():  # an incomplete leftover from a crash: replace it
-                    shutil.rmtree(final)
+                if final.exists():  # a corrupt or incomplete leftover: move it aside, then delete it
+                    aside = self.dir / f".corrupt-{key}-{uuid.uuid4().hex[:8]}"
+                    os.rename(final, aside)
+                    shutil.rmtree(aside, ignore_errors=True)
                 os.rename(tmp, final)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -81,17 +119,19 @@ class ArtifactCache:
 
 
 def publish(src_dir: Path, dst_dir: Path) -> None:
-    """Expose a cache entry's files in a run dir: hard links where possible, copies otherwise.
+    """Expose a cache entry's files in a run dir, as copies (never hard links: a run may append to
+    or edit its files, and that must not reach the cache).
 
     Each file lands under a temp name and is renamed, so the run dir never holds a partial file.
     """
     dst_dir.mkdir(parents=True, exist_ok=True)
     for src in sorted(src_dir.iterdir()):
-        if not src.is_file() or src.name in (COMPLETE,):
+        if not src.is_file() or src.name == COMPLETE:
             continue
         tmp = dst_dir / f".{src.name}.{uuid.uuid4().hex[:8]}.tmp"
         try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copy2(src, tmp)
-        os.replace(tmp, dst_dir / src.name)
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst_dir / src.name)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise

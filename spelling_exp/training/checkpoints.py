@@ -1,8 +1,11 @@
 """Training checkpoints: which ones are usable, the newest usable one, and what `train.resume` means.
 
-A checkpoint is valid when trainer_state.json parses, the adapter's safetensors header parses
-and optimizer state exists; a crash mid-save leaves an invalid one, which ``resume=auto`` skips
-with a warning. An explicit ``train.resume=<dir>`` is checked before any work starts, and the
+A checkpoint is valid when trainer_state.json parses with a step, the adapter's safetensors
+file is complete (its header parses and its tensors end exactly at the end of the file), and
+the optimizer and scheduler states pass their zip CRC checks (torch.save writes zip archives,
+so any truncated or flipped byte is caught without unpickling anything). A crash mid-save or a
+damaged file makes a checkpoint invalid; ``resume=auto`` skips it with a warning and takes the
+previous one. An explicit ``train.resume=<dir>`` is checked before any work starts, and the
 step it resumes from is read from its trainer_state.json, not from its name.
 """
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import logging
 import re
 import struct
+import zipfile
 from pathlib import Path
 
 from spelling_exp.errors import ConfigError
@@ -19,19 +23,31 @@ log = logging.getLogger(__name__)
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
 
+def _safetensors_complete(path: Path) -> bool:
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        if 8 + n > size:  # a garbage header length: never read it
+            return False
+        header = json.loads(f.read(n))
+    ends = [t["data_offsets"][1] for name, t in header.items() if name != "__metadata__"]
+    return 8 + n + max(ends, default=0) == size
+
+
+def _zip_intact(path: Path) -> bool:
+    with zipfile.ZipFile(path) as z:
+        return z.testzip() is None
+
+
 def checkpoint_is_valid(path: Path) -> bool:
-    """trainer_state.json parses, the adapter's safetensors header parses, optimizer state exists."""
+    """Every file a resume reads is complete and undamaged (see the module docstring)."""
     try:
-        json.loads((path / "trainer_state.json").read_text())
-        adapter = path / "adapter_model.safetensors"
-        size = adapter.stat().st_size
-        with open(adapter, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            if 8 + n > size:  # a garbage header length: never read it
-                return False
-            json.loads(f.read(n))
-        return (path / "optimizer.pt").is_file() and (path / "optimizer.pt").stat().st_size > 0
-    except (OSError, ValueError, struct.error):
+        checkpoint_step(path)
+        if not _safetensors_complete(path / "adapter_model.safetensors"):
+            return False
+        return all(_zip_intact(path / name) for name in ("optimizer.pt", "scheduler.pt")
+                   if name == "optimizer.pt" or (path / name).exists())
+    except (OSError, ValueError, KeyError, TypeError, struct.error, zipfile.BadZipFile):
         return False
 
 

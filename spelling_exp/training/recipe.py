@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from spelling_exp.config import LoraConfig, ModelConfig, TrainConfig
-from spelling_exp.errors import TrainingInterrupted
+from spelling_exp.errors import TrainingInterrupted, raise_interrupted, require
 from spelling_exp.storage.cache import ArtifactCache, cache_key
 from spelling_exp.storage.io import atomic_write_json, read_json
 from spelling_exp.training.checkpoints import checkpoint_step, resolve_resume
@@ -63,10 +63,25 @@ def train_payload(model: ModelConfig, lora: LoraConfig, train: TrainConfig, data
             "train": {k: v for k, v in asdict(train).items() if k not in NON_RESULT_KEYS}}
 
 
-def validate_train_config(train: TrainConfig) -> None:
-    """Checks that must fail before any stage runs (an explicit resume dir must be a checkpoint)."""
-    if train.resume not in ("auto", "never", ""):
-        resolve_resume(train.resume, Path("."))
+def validate_train_config(train: TrainConfig, lora: LoraConfig) -> None:
+    """Every value checked before any stage runs; an explicit resume dir must be a valid checkpoint."""
+    t = train
+    require(t.learning_rate > 0, "train.learning_rate", t.learning_rate, "> 0")
+    for key, value in (("batch_size", t.batch_size), ("grad_accum", t.grad_accum), ("save_steps", t.save_steps),
+                       ("save_total_limit", t.save_total_limit), ("log_steps", t.log_steps),
+                       ("shuffle_buffer", t.shuffle_buffer)):
+        require(value >= 1, f"train.{key}", value, ">= 1")
+    require(t.max_length >= 8, "train.max_length", t.max_length, ">= 8 (tokens of prompt + answer)")
+    require(t.length_tolerance >= 0, "train.length_tolerance", t.length_tolerance, ">= 0")
+    require(t.eval_steps >= 0, "train.eval_steps", t.eval_steps, ">= 0 (0: no validation loss)")
+    require(0 <= t.warmup_ratio < 1, "train.warmup_ratio", t.warmup_ratio, "in [0, 1)")
+    require(t.max_steps > 0 or t.epochs > 0, "train.epochs", t.epochs, "> 0 (or set train.max_steps > 0)")
+    require(lora.r >= 1, "lora.r", lora.r, ">= 1")
+    require(lora.alpha > 0, "lora.alpha", lora.alpha, "> 0")
+    require(0 <= lora.dropout < 1, "lora.dropout", lora.dropout, "in [0, 1)")
+    require(bool(lora.target_modules), "lora.target_modules", lora.target_modules, "a non-empty list of module names")
+    if t.resume not in ("auto", "never", ""):
+        resolve_resume(t.resume, Path("."))
 
 
 # ------------------------------------------------------------------------------------ setup
@@ -130,7 +145,7 @@ def run(s: TrainingSetup, out: Path) -> None:
     if signum is not None:
         step = s.trainer.state.global_step
         previous = previous_handlers.get(signum)
-        if callable(previous):
+        if callable(previous) and previous is not raise_interrupted:
             # e.g. submitit's handler on Slurm: now that the checkpoint is saved, let it requeue the job;
             # the requeued job reruns the same config in the same dir and resumes from the checkpoint.
             log.warning("checkpoint saved at step %d; handing the signal to the launcher", step)

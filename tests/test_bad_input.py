@@ -1,0 +1,77 @@
+"""Every bad value is refused before any work starts: exit 2, a clear message naming the key,
+nothing written to the run dir or the cache, no secret left behind, no traceback."""
+import pytest
+from helpers import run_cli
+
+pytestmark = pytest.mark.slow  # ~40 CLI start-ups
+
+DATA_TRAIN = ["stages=[data,train]"]
+DATA_EVAL = ["stages=[data,eval_base]"]
+# (overrides, what the message must say). Our own checks print exactly one line.
+OURS = [
+    ([*DATA_TRAIN, "lora.r=0"], "lora.r=0: must be >= 1"),
+    ([*DATA_TRAIN, "lora.alpha=0"], "lora.alpha=0: must be > 0"),
+    ([*DATA_TRAIN, "lora.dropout=1.0"], "lora.dropout=1.0: must be in [0, 1)"),
+    ([*DATA_TRAIN, "lora.target_modules=[]"], "lora.target_modules=[]"),
+    ([*DATA_TRAIN, "train.learning_rate=-1"], "train.learning_rate=-1.0: must be > 0"),
+    ([*DATA_TRAIN, "train.batch_size=0"], "train.batch_size=0: must be >= 1"),
+    ([*DATA_TRAIN, "train.grad_accum=0"], "train.grad_accum=0: must be >= 1"),
+    ([*DATA_TRAIN, "train.max_length=0"], "train.max_length=0: must be >= 8"),
+    ([*DATA_TRAIN, "train.warmup_ratio=1.5"], "train.warmup_ratio=1.5: must be in [0, 1)"),
+    ([*DATA_TRAIN, "train.epochs=0"], "train.epochs=0.0: must be > 0"),
+    ([*DATA_TRAIN, "train.save_steps=0"], "train.save_steps=0: must be >= 1"),
+    ([*DATA_TRAIN, "train.resume=/nonexistent"], "train.resume=/nonexistent: not a valid training checkpoint"),
+    ([*DATA_EVAL, "eval.batch_size=0"], "eval.batch_size=0: must be >= 1"),
+    ([*DATA_EVAL, "eval.max_new_tokens=0"], "eval.max_new_tokens=0: must be >= 1"),
+    ([*DATA_EVAL, "eval.n_questions=0"], "eval.n_questions=0: must be >= 1"),
+    ([*DATA_EVAL, "eval.n_samples=0"], "eval.n_samples=0: must be >= 1"),
+    ([*DATA_EVAL, "eval.sampling.temperature=-1"], "eval.sampling.temperature=-1.0: must be > 0"),
+    ([*DATA_EVAL, "eval.sampling.top_p=1.5"], "eval.sampling.top_p=1.5: must be in (0, 1]"),
+    ([*DATA_EVAL, "eval.sampling.top_k=-1"], "eval.sampling.top_k=-1: must be >= 0"),
+    ([*DATA_EVAL, "eval.sampling.min_p=1"], "eval.sampling.min_p=1.0: must be in [0, 1)"),
+    ([*DATA_EVAL, "eval.last_as_word=2"], "eval.last_as_word=2.0: must be in [0, 1]"),
+    ([*DATA_EVAL, "eval/sampling=greedy", "eval.n_samples=3"], "eval.n_samples > 1 with greedy"),
+    ([*DATA_EVAL, "+eval.phrasings.count=['How many {letters}?']"], "unknown placeholder"),
+    (["stage=eval", "eval.adapter_path=/nonexistent"], "eval.adapter_path=/nonexistent: no LoRA adapter"),
+    (["stage=compare", "compare.base=/nonexistent"], "compare.base=/nonexistent: no finished evaluation"),
+    (["stage=data", "data.holdout.source=file"], "data.holdout.source=file needs data.holdout.path"),
+    (["stage=data", "data.holdout.min_length=9", "data.holdout.max_length=5"], "min_length (9) > max_length (5)"),
+    (["stage=data", "data.examples.n_train=-1"], "data.examples.n_train must be >= 0"),
+    (["stage=data", "+template.mix.separators.semicolon=1"], "unknown separator 'semicolon'"),
+    (["stage=data", "model=qwen3_4b", "model.enable_thinking=true"], "non-thinking"),
+    (["stage=data", "model=qwen3_4b", "+model.chat_template_kwargs.enable_thinking=true"], "non-thinking"),
+    (["stage=data", "+train.learnign_rate=1e-4"], "train.learnign_rate (did you mean train.learning_rate?)"),
+    (["stage=data", "+data.holdout.n_tset=5"], "unknown key data.holdout.n_tset (did you mean data.holdout.n_test?)"),
+    (["stage=data", "+logger.api_key=SECRET-abc123"], "logger.api_key: secrets are read from the environment only"),
+    (["stage=data", "+model.chat_template_kwargs.token=SECRET-abc123"], "model.chat_template_kwargs.token: secrets"),
+]
+# Hydra's composition errors: its message (several lines), without the HYDRA_FULL_ERROR trailer.
+HYDRAS = [
+    (["train.lr_scheduler=bogus"], "expected one of [linear, cosine,"),
+    (["eval.backend=bogus"], "expected one of [hf]"),
+    (["data.seed=abc"], "data.seed"),
+    (["data.holdout.bogus=1"], "Key 'bogus' not in 'HoldoutConfig'"),
+    (["model=no_such_model"], "Could not find 'model/no_such_model'"),
+    (["stage=nope"], "expected one of [data, eval,"),
+    (["lora.r=abc"], "lora.r"),
+]
+
+
+def _snapshot(root):
+    return sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns)
+                  for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+@pytest.mark.parametrize("overrides,message", OURS + HYDRAS, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_bad_input_is_refused_before_any_work(overrides, message, tmp_path, cache_dir):
+    before = _snapshot(cache_dir)
+    r = run_cli(*overrides, f"output_dir={tmp_path}/run", f"hydra.run.dir={tmp_path}/hydra")
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "HYDRA_FULL_ERROR" not in r.stderr
+    if (overrides, message) in OURS:
+        assert r.stderr.startswith("spelling_exp: error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "run").exists(), "nothing may be written to the run dir"
+    assert _snapshot(cache_dir) == before, "nothing may be written to the cache"
+    # a refused secret is not left in any record (Hydra writes its own before any check can run)
+    assert not any("SECRET-abc123" in p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file())
