@@ -23,6 +23,7 @@ from spelling_exp.config import Config, Stage, register_configs, secret_keys, se
 from spelling_exp.errors import ConfigError, Interrupted, SpellingExpError, TrainingInterrupted, raise_interrupted
 from spelling_exp.jobs import finished, job_config_sha, write_result
 from spelling_exp.model.chat import check_thinking_disabled
+from spelling_exp.model.resources import resolve_model_path
 from spelling_exp.stages.context import RunContext
 from spelling_exp.storage.io import atomic_write_text
 from spelling_exp.tracking import make_tracker
@@ -74,7 +75,7 @@ def scrub_hydra_records(cfg: DictConfig, keys: list[str]) -> None:
             atomic_write_text(f, text)
 
 
-def validate_config(config: Config) -> None:
+def validate_config(config: Config, run_dir: Path) -> None:
     """Checks that must fail before any model, tokenizer or file is touched, for the selected stages."""
     from spelling_exp.data.build import validate_data_config
     from spelling_exp.evaluation.questions import validate_eval_config
@@ -82,6 +83,11 @@ def validate_config(config: Config) -> None:
 
     m = config.model
     check_thinking_disabled(m.family, m.enable_thinking, m.chat_template_kwargs)
+    if m.gguf_file:
+        gguf = Path(resolve_model_path(m.path)) / m.gguf_file
+        if not gguf.is_file():
+            raise ConfigError(f"model.gguf_file={m.gguf_file}: no such file in {gguf.parent} (for a transformers "
+                              "model directory set model.gguf_file=null)")
     stages = set(selected_stages(config))
     if stages & {Stage.data, Stage.eval, Stage.eval_base, Stage.eval_adapter, Stage.train}:
         validate_data_config(config.data, config.template)
@@ -93,9 +99,14 @@ def validate_config(config: Config) -> None:
     if Stage.train in stages:
         validate_train_config(config.train, config.lora)
     if Stage.compare in stages and not config.sweep_dir:
-        for key, path in (("compare.base", config.compare.base), ("compare.adapter", config.compare.adapter)):
+        c = config.compare
+        for key, path, stage in (("compare.base", c.base, Stage.eval_base), ("compare.adapter", c.adapter,
+                                                                          Stage.eval_adapter)):
             if path and not (Path(path) / "metrics.json").is_file():
                 raise ConfigError(f"{key}={path}: no finished evaluation there (metrics.json missing)")
+            if not path and stage not in stages and not (run_dir / stage / "metrics.json").is_file():
+                raise ConfigError(f"stage=compare: no {stage} evaluation in {run_dir}; set {key}=<eval dir> "
+                                  f"(and the other of compare.base / compare.adapter), or run {stage} first")
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
@@ -144,8 +155,8 @@ def run(cfg: DictConfig) -> None:
     # Stages get plain typed dataclasses: DictConfig attribute access is ~20 us, which
     # dominated the data build when used in per-token loops.
     config: Config = OmegaConf.to_object(cfg)
-    validate_config(config)
     run_dir = run_dir_of(cfg)
+    validate_config(config, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     threads = _threads(config)

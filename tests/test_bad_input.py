@@ -34,6 +34,8 @@ OURS = [
     ([*DATA_EVAL, "+eval.phrasings.count=['How many {letters}?']"], "unknown placeholder"),
     (["stage=eval", "eval.adapter_path=/nonexistent"], "eval.adapter_path=/nonexistent: no LoRA adapter"),
     (["stage=compare", "compare.base=/nonexistent"], "compare.base=/nonexistent: no finished evaluation"),
+    (["stage=compare"], "no eval_base evaluation in"),
+    (["stage=data", "model.gguf_file=nope.gguf"], "model.gguf_file=nope.gguf: no such file"),
     (["stage=data", "data.holdout.source=file"], "data.holdout.source=file needs data.holdout.path"),
     (["stage=data", "data.holdout.min_length=9", "data.holdout.max_length=5"], "min_length (9) > max_length (5)"),
     (["stage=data", "data.examples.n_train=-1"], "data.examples.n_train must be >= 0"),

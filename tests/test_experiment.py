@@ -158,11 +158,14 @@ def test_eval_adapter_evaluates_this_runs_adapter_not_a_configured_one(smoke_run
     assert meta["adapter"] == str(run / "train" / "adapter")
 
 
-def test_training_starts_from_the_base_model_whatever_eval_adapter_path_says(smoke_run, tmp_path):
-    """Review bug: model.adapter_path used to be loaded as the starting point of training while the
-    training cache key ignored it. Training now never reads an adapter setting: the same config
-    with and without one trains byte-identical adapters (which also needs LoRA's initialisation
-    to be seeded: it used to come from an unseeded RNG, so no two runs matched)."""
+def test_identical_training_runs_give_identical_adapter_bytes(smoke_run, tmp_path):
+    """Two fresh processes, the same training config: byte-identical adapters. This needed LoRA's
+    initialisation seeded (it came from an unseeded RNG, so no two runs matched although the
+    training cache treated them as one result).
+
+    The second run also sets eval.adapter_path, guarding a review bug: model.adapter_path used to
+    be loaded as the starting point of training while the training cache key ignored it. Training
+    never reads an adapter setting now, so the adapters must not differ."""
     one_step = [*SMOKE, "stage=train", "train.max_steps=1", "train.use_cache=false"]
     a = run_cli(*one_step, f"output_dir={tmp_path}/a")
     b = run_cli(*one_step, f"eval.adapter_path={smoke_run[0]}/train/adapter", f"output_dir={tmp_path}/b")

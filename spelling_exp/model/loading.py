@@ -16,6 +16,7 @@ from typing import Any
 from spelling_exp.errors import ModelLoadError
 from spelling_exp.model.resources import resolve_model_path
 from spelling_exp.model.tokenizer import gguf_cache_dir, hub_reachable, load_tokenizer, looks_like_hub_id
+from spelling_exp.storage.io import safetensors_complete
 
 log = logging.getLogger(__name__)
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
@@ -62,18 +63,31 @@ def strip_gguf_quantization_marker(model: Any) -> Any:
     return model
 
 
+def _converted(target: Path) -> bool:
+    """A complete earlier conversion; a truncated one (a crash, a full disk) is redone."""
+    weights = target / "model.safetensors"
+    try:
+        if safetensors_complete(weights) and (target / "config.json").is_file():
+            return True
+    except OSError:
+        return False
+    log.warning("converted model %s is incomplete; converting again", target)
+    shutil.rmtree(target, ignore_errors=True)
+    return False
+
+
 def gguf_to_safetensors(gguf: Path, cache_dir: str | os.PathLike, model_cfg: Any) -> Path:
     """Convert once; returns a directory loadable with from_pretrained (weights + tokenizer)."""
     from transformers import AutoModelForCausalLM
 
     target = gguf_cache_dir(gguf, cache_dir, "models")
-    if (target / "model.safetensors").is_file():
+    if _converted(target):
         return target
     from filelock import FileLock
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if (target / "model.safetensors").is_file():
+        if _converted(target):
             return target
         log.info("converting %s to safetensors once (cached in %s)", gguf.name, target)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,

@@ -68,9 +68,13 @@ def build_offline_qwen3_tokenizer(cache_dir: str | os.PathLike | None = None) ->
     from transformers import PreTrainedTokenizerFast
 
     cached = Path(cache_dir) / "tokenizers" / "qwen3-offline-v1" / "tokenizer.json" if cache_dir else None
+    backend = None
     if cached is not None and cached.is_file():
-        backend = Tokenizer.from_file(str(cached))
-    else:
+        try:
+            backend = Tokenizer.from_file(str(cached))
+        except Exception as e:  # a damaged cache file (the tokenizers library raises its own types)
+            log.warning("cached tokenizer %s is unreadable (%s); rebuilding it", cached, e)
+    if backend is None:
         os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(cache_dir or ".") / "tiktoken"))
         from transformers.convert_slow_tokenizer import TikTokenConverter
 

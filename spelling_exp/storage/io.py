@@ -91,3 +91,21 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def safetensors_complete(path: str | os.PathLike) -> bool:
+    """The header parses and the last tensor ends exactly at the end of the file: a truncated,
+    padded or garbled file gives False. Raises OSError only (a missing or unreadable file)."""
+    import struct
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        try:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if 8 + n > size:  # a garbage header length: never read it
+                return False
+            header = json.loads(f.read(n))
+            ends = [t["data_offsets"][1] for name, t in header.items() if name != "__metadata__"]
+        except (struct.error, ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return False
+    return 8 + n + max(ends, default=0) == size

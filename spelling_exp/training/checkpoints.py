@@ -18,20 +18,10 @@ import zipfile
 from pathlib import Path
 
 from spelling_exp.errors import ConfigError
+from spelling_exp.storage.io import safetensors_complete
 
 log = logging.getLogger(__name__)
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
-
-
-def _safetensors_complete(path: Path) -> bool:
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        if 8 + n > size:  # a garbage header length: never read it
-            return False
-        header = json.loads(f.read(n))
-    ends = [t["data_offsets"][1] for name, t in header.items() if name != "__metadata__"]
-    return 8 + n + max(ends, default=0) == size
 
 
 def _zip_intact(path: Path) -> bool:
@@ -43,7 +33,7 @@ def checkpoint_is_valid(path: Path) -> bool:
     """Every file a resume reads is complete and undamaged (see the module docstring)."""
     try:
         checkpoint_step(path)
-        if not _safetensors_complete(path / "adapter_model.safetensors"):
+        if not safetensors_complete(path / "adapter_model.safetensors"):
             return False
         return all(_zip_intact(path / name) for name in ("optimizer.pt", "scheduler.pt")
                    if name == "optimizer.pt" or (path / name).exists())
