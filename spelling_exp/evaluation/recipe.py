@@ -148,9 +148,10 @@ def run_predictions(eval_cfg: EvalConfig, backend: Any, out: Path, questions: li
         return rows
 
     t0, n_done = time.perf_counter(), 0
-    bar = tqdm(total=len(questions), initial=sum(len(batches[b]) for b in done), unit="q",
-               desc=f"eval {out.name}", dynamic_ncols=True)
-    with open(pred_path, "a", encoding="utf-8") as f:
+    # The bar closes even when a signal interrupts generation, so the last line on the terminal
+    # is the CLI's message, not a progress bar redrawn at exit.
+    with tqdm(total=len(questions), initial=sum(len(batches[b]) for b in done), unit="q",
+              desc=f"eval {out.name}", dynamic_ncols=True) as bar, open(pred_path, "a", encoding="utf-8") as f:
         for b in pending:
             idx = batches[b]
             replies = backend.generate([prompts[i] for i in idx], seed=e.seed * 1_000_003 + b)
@@ -166,7 +167,6 @@ def run_predictions(eval_cfg: EvalConfig, backend: Any, out: Path, questions: li
             n_done += len(idx)
             bar.update(len(idx))
             bar.set_postfix(q_per_s=f"{n_done / (time.perf_counter() - t0):.2f}")
-    bar.close()
     return rows
 
 
