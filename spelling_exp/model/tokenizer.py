@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from spelling_exp.errors import ModelLoadError
 from spelling_exp.model.chat import QWEN3_CHAT_TEMPLATE, is_qwen3
-from spelling_exp.model.resources import qwen_tiktoken_file, resolve_model_path
+from spelling_exp.model.resources import gguf_path, qwen_tiktoken_file, resolve_model_path
 from spelling_exp.storage.io import sha256_text
 
 log = logging.getLogger(__name__)
@@ -132,9 +132,6 @@ def load_gguf_tokenizer(gguf: Path, cache_dir: str | os.PathLike | None, common:
     """Parsing a GGUF takes ~10 s of pure Python; the saved tokenizer loads in ~0.1 s."""
     from transformers import AutoTokenizer
 
-    if not gguf.is_file():
-        raise ModelLoadError(f"model.gguf_file={gguf.name}: no such file in {gguf.parent} (for a transformers "
-                             "model directory set model.gguf_file=null)")
     cached = gguf_cache_dir(gguf, cache_dir, "tokenizers")
     if cached is not None and (cached / "tokenizer.json").is_file():
         return AutoTokenizer.from_pretrained(str(cached), **common)
@@ -171,7 +168,8 @@ def load_tokenizer(model_cfg: Any, cache_dir: str | os.PathLike | None = None) -
         return _finish(build_offline_qwen3_tokenizer(cache_dir), model_cfg)
 
     if model_cfg.gguf_file:
-        return _finish(load_gguf_tokenizer(Path(path) / model_cfg.gguf_file, cache_dir, common), model_cfg)
+        return _finish(load_gguf_tokenizer(gguf_path(model_cfg.path, model_cfg.gguf_file), cache_dir, common),
+                       model_cfg)
 
     if os.path.isdir(path):
         return _finish(AutoTokenizer.from_pretrained(path, **common), model_cfg)
