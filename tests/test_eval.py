@@ -55,18 +55,25 @@ def test_eval_end_to_end(reference):
     assert (d / "metrics.md").read_text().count("|") > 10
 
 
-def test_resume_after_kill_gives_identical_metrics(reference, tmp_path):
-    ref_dir, _ = reference
-    out = tmp_path / "run"
+def _start_eval_and_wait_for_replies(out, n_replies: int = 4) -> subprocess.Popen:
+    """An uncached evaluation into ``out``, returned once it has written ``n_replies`` replies."""
     proc = subprocess.Popen([sys.executable, "-m", "spelling_exp", *EVAL, "eval.use_cache=false",
                              f"output_dir={out}"], cwd=ROOT, env=dict(os.environ),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     pred = out / "eval" / "predictions.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if pred.exists() and pred.read_text().count("\n") >= 4:
+        if pred.exists() and pred.read_text().count("\n") >= n_replies:
             break
         time.sleep(0.05)
+    return proc
+
+
+def test_resume_after_kill_gives_identical_metrics(reference, tmp_path):
+    ref_dir, _ = reference
+    out = tmp_path / "run"
+    proc = _start_eval_and_wait_for_replies(out)
+    pred = out / "eval" / "predictions.jsonl"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     n_before = pred.read_text().count("\n")
@@ -81,15 +88,7 @@ def test_resume_after_kill_gives_identical_metrics(reference, tmp_path):
 def test_sigterm_during_evaluation_is_one_line_and_resumes(reference, tmp_path):
     ref_dir, _ = reference
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "spelling_exp", *EVAL, "eval.use_cache=false",
-                             f"output_dir={out}"], cwd=ROOT, env=dict(os.environ),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    pred = out / "eval" / "predictions.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if pred.exists() and pred.read_text().count("\n") >= 4:
-            break
-        time.sleep(0.05)
+    proc = _start_eval_and_wait_for_replies(out)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
