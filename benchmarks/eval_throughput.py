@@ -57,7 +57,7 @@ def run_project(backend, prompts, batch_size) -> list[str]:
     replies = [""] * len(prompts)
     for b, idx in enumerate(plan_batches(backend.prompt_lengths(prompts), batch_size)):
         for i, samples in zip(idx, backend.generate([prompts[i] for i in idx], seed=b)):
-            replies[i] = samples[0]
+            replies[i] = samples[0].text
     return replies
 
 

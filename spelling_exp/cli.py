@@ -90,6 +90,9 @@ def validate_config(config: Config, run_dir: Path) -> None:
         validate_data_config(config.data, config.template)
     if stages & {Stage.eval, Stage.eval_base, Stage.eval_adapter}:
         validate_eval_config(config.eval)
+        if config.eval.merge_adapter and str(m.dtype) in ("bfloat16", "float16"):
+            raise ConfigError(f"eval.merge_adapter=true with model.dtype={m.dtype} would round the LoRA delta away; "
+                              "set model.dtype=float32 or eval.merge_adapter=false")
     adapter = config.eval.adapter_path
     if Stage.eval in stages and adapter and not (Path(adapter) / "adapter_config.json").is_file():
         raise ConfigError(f"eval.adapter_path={adapter}: no LoRA adapter there (adapter_config.json missing)")

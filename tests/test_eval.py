@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from helpers import ROOT, make_config, run_cli
+from helpers import ROOT, make_config, make_random_adapter, run_cli
 
 pytestmark = pytest.mark.slow  # real CLI runs on real tokenizers / the real model
 
@@ -128,30 +128,80 @@ def test_eval_cache_reused_across_runs(reference, tmp_path):
     assert _metrics(tmp_path / "b" / "eval") == _metrics(tmp_path / "a" / "eval") == _metrics(reference[0])
 
 
-def test_compare_two_evaluations(reference, tmp_path):
+@pytest.fixture(scope="module")
+def random_adapter(tmp_path_factory, cache_dir):
+    return make_random_adapter(tmp_path_factory.mktemp("adapter") / "lora", cache_dir)
+
+
+def test_compare_two_evaluations(reference, random_adapter, tmp_path):
+    r = run_cli(*EVAL, f"eval.adapter_path={random_adapter}", f"output_dir={tmp_path}/ad")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run_cli("stage=compare", f"compare.base={reference[0]}", f"compare.adapter={tmp_path}/ad/eval",
+                "compare.n_bootstrap=2000", f"output_dir={tmp_path}/cmp")
+    assert r.returncode == 0, r.stderr[-2000:]
+    c = json.loads((tmp_path / "cmp" / "compare" / "comparison.json").read_text())
+    assert c["primary"] == ["position", "count"]
+    for task in ("position", "count"):
+        s = c["tasks"][task]["strict"]
+        # one reply per question: scores are 0/1, so McNemar's exact test, Holm-adjusted
+        assert s["n"] == 6 and s["test"] == "mcnemar_exact" and 0 <= s["p"] <= s["p_holm"] <= 1
+        assert s["analysis"] == "primary" and c["tasks"][task]["lenient"]["analysis"] == "exploratory"
+        assert s["ci95"][0] <= s["diff"] <= s["ci95"][1]
+        assert s["diff"] == pytest.approx(s["adapter"] - s["base"])
+        assert "verdict" in c["tasks"][task]
+    # the overall scope pools tasks: clustered by word, so a sign-flip test, exploratory
+    assert c["overall"]["strict"]["test"] == "sign_flip" and c["overall"]["strict"]["analysis"] == "exploratory"
+    assert "Holm p" in r.stdout and "mcnemar exact" in r.stdout
+
+
+def test_compare_refuses_evaluations_that_differ_in_more_than_the_adapter(reference, tmp_path):
     greedy = tmp_path / "greedy"
     r = run_cli(*EVAL, "eval/sampling=greedy", f"output_dir={greedy}")
     assert r.returncode == 0, r.stderr[-2000:]
     r = run_cli("stage=compare", f"compare.base={reference[0]}", f"compare.adapter={greedy}/eval",
-                "compare.n_bootstrap=2000", f"output_dir={tmp_path}/cmp")
-    assert r.returncode == 0, r.stderr[-2000:]
-    c = json.loads((tmp_path / "cmp" / "compare" / "comparison.json").read_text())
-    for task in ("position", "count"):
-        s = c["tasks"][task]["strict"]
-        assert s["n"] == 6 and 0 <= s["p_mcnemar"] <= 1
-        assert s["ci95"][0] <= s["diff"] <= s["ci95"][1]
-        assert s["diff"] == pytest.approx(s["adapter"] - s["base"])
-        assert "verdict" in c["tasks"][task]
-    assert "McNemar p" in r.stdout
+                f"output_dir={tmp_path}/cmp")
+    assert r.returncode == 2 and "differ in more than the adapter" in r.stderr
+    assert "generation.sampling.greedy: False vs True" in r.stderr
+    assert not (tmp_path / "cmp" / "compare" / "comparison.json").exists()
 
 
 def test_compare_refuses_different_questions(reference, tmp_path):
     other = tmp_path / "other"
-    r = run_cli(*EVAL, "eval.seed=5", "eval/sampling=greedy", f"output_dir={other}")
-    assert r.returncode == 0
+    r = run_cli(*EVAL, "eval.seed=5", f"output_dir={other}")
+    assert r.returncode == 0, r.stderr[-4000:]
     r = run_cli("stage=compare", f"compare.base={reference[0]}", f"compare.adapter={other}/eval",
                 f"output_dir={tmp_path}/cmp")
-    assert r.returncode == 2 and "different questions" in r.stderr
+    assert r.returncode == 2 and "questions_sha256" in r.stderr and "generation.seed: 0 vs 5" in r.stderr
+
+
+def test_adapter_merged_and_unmerged_give_the_same_greedy_replies(random_adapter, cache_dir):
+    """Evaluation keeps the adapter unmerged by default (a bf16 merge rounds small deltas away);
+    in float32 a merge is exact enough that greedy replies are identical, and the adapter is not
+    a no-op: it changes some replies of the base model."""
+    from dataclasses import replace
+
+    from spelling_exp.evaluation.backends import make_backend
+
+    cfg = make_config("eval/sampling=greedy")
+    e = replace(cfg.eval, max_new_tokens=16)
+    prompts_of = make_backend(e, cfg.model, None, str(cache_dir))
+    prompts = prompts_of.render([f"What is the {k} letter of the word '{w}'? Answer with the letter only."
+                                 for k, w in (("1st", "pelican"), ("3rd", "garden"), ("2nd", "hovel"),
+                                              ("4th", "strawberry"), ("last", "banana"), ("5th", "marble"))])
+    base = prompts_of.generate(prompts, seed=0)
+    unmerged = make_backend(e, cfg.model, str(random_adapter), str(cache_dir))
+    merged = make_backend(replace(e, merge_adapter=True), cfg.model, str(random_adapter), str(cache_dir))
+    a, b = unmerged.generate(prompts, seed=0), merged.generate(prompts, seed=0)
+    from peft import PeftModel
+
+    assert isinstance(unmerged._model, PeftModel) and not isinstance(merged._model, PeftModel)
+    assert [[r.text for r in s] for s in a] == [[r.text for r in s] for s in b]
+    assert [[r.text for r in s] for s in a] != [[r.text for r in s] for s in base]
+
+
+def test_merge_refused_for_half_precision_weights(tmp_path):
+    r = run_cli("stage=eval", "eval.merge_adapter=true", "model.dtype=bfloat16", f"output_dir={tmp_path}/x")
+    assert r.returncode == 2 and "eval.merge_adapter" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_backend_owns_its_model_and_is_seeded_and_batched(cache_dir):
@@ -168,7 +218,12 @@ def test_backend_owns_its_model_and_is_seeded_and_batched(cache_dir):
     a, b, c = be.generate(prompts, seed=1), be.generate(prompts, seed=1), be.generate(prompts, seed=2)
     assert a == b and a != c
     assert len(a) == 3 and all(len(s) == 2 for s in a)
-    assert all("<|im_end|>" not in s for samples in a for s in samples)
+    assert all("<|im_end|>" not in r.text for samples in a for r in samples)
+    # 12 new tokens cannot hold a whole sentence about a word: some replies are cut off, and a
+    # cut-off reply used (about: decoding and re-encoding may merge a token) all 12 tokens.
+    assert any(r.truncated for samples in a for r in samples)
+    assert all(len(be.tok(r.text, add_special_tokens=False)["input_ids"]) >= 10
+               for samples in a for r in samples if r.truncated)
 
 
 def test_thinking_refused_before_model_load(tmp_path):

@@ -37,8 +37,9 @@ def test_smoke_experiment_end_to_end(smoke_run):
     c = json.loads((out / "compare" / "comparison.json").read_text())
     assert set(c["tasks"]) == {"position", "count"}
     for e in c["tasks"].values():
-        assert 0 <= e["strict"]["p_mcnemar"] <= 1 and "verdict" in e
-    assert "== Answer: base vs LoRA adapter" in r.stdout and "McNemar p" in r.stdout
+        assert 0 <= e["strict"]["p"] <= e["strict"]["p_holm"] <= 1 and "verdict" in e
+        assert e["strict"]["analysis"] == "primary" and e["strict"]["test"] == "mcnemar_exact"
+    assert "== Answer: base vs LoRA adapter" in r.stdout and "Holm p" in r.stdout
     html = (out / "report" / "report.html").read_text()
     assert html.index("<h2>Answer</h2>") < html.index("<h2>Plots</h2>") < html.index("<h2>Config</h2>")
     assert html.count("src='data:image/png;base64,") >= 6
@@ -53,7 +54,7 @@ def test_wandb_offline_run_is_complete_and_inside_run_dir(smoke_run):
     assert len(runs) == 1
     s = summarize(runs[0])
     assert s["exit_code"] == 0
-    for key in ("eval_base/position/accuracy", "eval_adapter/count/no_answer", "compare/position/p_mcnemar",
+    for key in ("eval_base/position/accuracy", "eval_adapter/count/no_answer", "compare/position/p_holm",
                 "train/loss", "train/global_step"):
         assert key in s["history"], key
     assert len(s["history"]["train/loss"]) >= 3

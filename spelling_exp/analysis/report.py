@@ -4,20 +4,130 @@ Order: the answer per task (base, adapter, difference with 95% CI, McNemar p, ve
 format-drift readings beside it, then plots (accuracy per task; by word length; by position;
 by true count; count confusion heatmaps; no-answer / spelled-out rates; training loss), then
 the resolved config.
+
+One source of content: report.md. report.html is that Markdown rendered with the ``markdown``
+library, its plot images inlined as data URIs, so the page needs nothing beside it.
+
+The breakdowns in metrics.json are dicts keyed by strings, and JSON round-trips sort keys
+alphabetically ("10" < "4"); they are put back in their natural order on read
+(:func:`natural_key`), and sparse numeric bins are merged (:func:`merge_sparse_bins`) so that
+no point on a plot stands on a handful of questions.
 """
 from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 from typing import Any
 
 from spelling_exp.analysis.compare import TASK_ORDER as ORDER
 from spelling_exp.analysis.compare import comparison_table, ordered_tasks
+from spelling_exp.analysis.stats import wilson_ci
 from spelling_exp.storage.io import atomic_write_text
 
+BASE_COLOR, ADAPTER_COLOR = "#7f7f7f", "#1f77b4"
+MODELS = (("base model", "base", BASE_COLOR, "s"), ("LoRA adapter", "adapter", ADAPTER_COLOR, "o"))
+MIN_BIN_N = 10  # bins with fewer questions are merged with a neighbour
+STRATA = ("first", "middle", "last")
+_NUMERIC_LABEL = re.compile(r"(?P<pre>[≤≥<>]=?)?\s*(?P<a>[+-]?\d+(?:\.\d+)?)(?:\s*[–-]\s*(?P<b>\d+(?:\.\d+)?))?"
+                            r"(?P<plus>\+)?")
+_INT_LABEL = re.compile(r"[+-]?\d+")
 
-def _plt():
+
+# ------------------------------------------------------------------------------ bins in their natural order
+def natural_key(label: Any) -> tuple[int, float, int, str]:
+    """Sort key for breakdown labels: strata first / middle / last; numbers numerically
+    ("≤6" < "7" < "10–11" < "13+", "3" < "3+"); other words alphabetically; "none" last."""
+    s = str(label).strip()
+    if s in STRATA:
+        return 0, float(STRATA.index(s)), 0, s
+    m = _NUMERIC_LABEL.fullmatch(s)
+    if m:
+        pre = m["pre"] or ""
+        tie = -1 if pre[:1] in ("≤", "<") else 2 if pre[:1] in ("≥", ">") else 1 if m["plus"] else 0
+        return 1, float(m["a"]), tie, s
+    if s.lower() == "none":
+        return 3, 0.0, 0, s
+    return 2, 0.0, 0, s
+
+
+def sorted_bins(bins: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]]]:
+    """The bins of one breakdown in natural order; entries that are not bins are skipped."""
+    items = [(str(k), v) for k, v in (bins or {}).items() if isinstance(v, dict)]
+    return sorted(items, key=lambda kv: natural_key(kv[0]))
+
+
+def _k(b: dict[str, Any]) -> float:
+    """A bin's summed question scores: an integer count with one reply per question, possibly
+    fractional with several."""
+    k = b.get("k")
+    if not isinstance(k, (int, float)):
+        k = float(b.get("rate", 0.0)) * int(b.get("n", 0))
+    return int(k) if float(k).is_integer() else float(k)
+
+
+def make_bin(k: float, n: int) -> dict[str, Any]:
+    """{"n", "k", "rate", "ci95"} with the Wilson score interval (for a fractional k, questions
+    with several replies, Wilson on the pooled score: somewhat conservative)."""
+    return {"n": n, "k": k, "rate": k / n if n else 0.0, "ci95": list(wilson_ci(k, n))}
+
+
+def merge_groups(counts: list[tuple[str, int]], min_n: int = MIN_BIN_N) -> list[tuple[str, list[str]]]:
+    """[(label, member keys)]: adjacent integer bins merged until each holds >= min_n questions.
+
+    ``counts`` is [(key, n)] in axis order. The sparsest bin is merged with its sparser
+    neighbour, repeatedly. A merged tail reads "13+", a merged head "≤6", a merged middle
+    "10–11". Axes that are not all integers (strata, "3+") are left alone; "none" stays apart.
+    """
+    ints = [(k, n) for k, n in counts if _INT_LABEL.fullmatch(k)]
+    rest = [k for k, _ in counts if not _INT_LABEL.fullmatch(k)]
+    if min_n <= 1 or any(k.lower() != "none" for k in rest):
+        return [(k, [k]) for k, _ in counts]
+    groups, ns = [[k] for k, _ in ints], [n for _, n in ints]
+    while len(groups) > 1:
+        sparse = [i for i, n in enumerate(ns) if n < min_n]
+        if not sparse:
+            break
+        i = min(sparse, key=lambda i: ns[i])
+        j = 1 if i == 0 else i - 1 if i == len(groups) - 1 or ns[i - 1] < ns[i + 1] else i + 1
+        a, b = sorted((i, j))
+        groups[a:b + 1] = [groups[a] + groups[b]]
+        ns[a:b + 1] = [ns[a] + ns[b]]
+    out = []
+    for gi, g in enumerate(groups):
+        if len(g) == 1:
+            label = g[0]
+        elif gi == len(groups) - 1 and gi > 0:
+            label = f"{g[0]}+"
+        elif gi == 0 and len(groups) > 1:
+            label = f"≤{g[-1]}"
+        else:
+            label = f"{g[0]}–{g[-1]}"
+        out.append((label, g))
+    return out + [(k, [k]) for k in rest]
+
+
+def merge_sparse_bins(bins: dict[str, Any] | None, min_n: int = MIN_BIN_N,
+                      groups: list[tuple[str, list[str]]] | None = None) -> dict[str, dict[str, Any]]:
+    """The bins in natural order with sparse numeric ones merged (see :func:`merge_groups`); a
+    merged bin's rate and Wilson interval are recomputed from the summed k and n."""
+    items = sorted_bins(bins)
+    by_key = dict(items)
+    if groups is None:
+        groups = merge_groups([(k, int(b.get("n", 0))) for k, b in items], min_n)
+    out: dict[str, dict[str, Any]] = {}
+    for label, members in groups:
+        present = [by_key[m] for m in members if m in by_key]
+        if len(present) == 1 and len(members) == 1:
+            out[label] = dict(present[0])
+        elif present:
+            out[label] = make_bin(sum(_k(b) for b in present), sum(int(b.get("n", 0)) for b in present))
+    return out
+
+
+# ------------------------------------------------------------------------------ plots
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,6 +136,9 @@ def _plt():
     logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO lines about category axes are noise
     import matplotlib.pyplot as plt
 
+    plt.rcParams.update({"axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
+                         "axes.grid.axis": "y", "grid.alpha": 0.3, "axes.titlesize": 11, "axes.labelsize": 9.5,
+                         "xtick.labelsize": 8.5, "ytick.labelsize": 8.5, "legend.fontsize": 8.5})
     return plt
 
 
@@ -35,114 +148,248 @@ def _save(fig, path: Path, dpi: int) -> Path:
 
     fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a report is for reading
     fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    _plt().close(fig)
+    pyplot().close(fig)
     os.replace(tmp, path)
     return path
 
 
-def _finish(ax, ylabel: str, title: str, legend_size: int = 8, xticks: list[str] | None = None) -> None:
-    """Shared styling of the rate plots: 0-1 y axis, labels, legend."""
-    if xticks is not None:
-        ax.set_xticks(range(len(xticks)), xticks)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=legend_size)
+def percent_axis(ax, top: float = 1.0, label: str = "strict accuracy") -> None:
+    from matplotlib.ticker import PercentFormatter
+
+    ax.set_ylim(0, top)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.set_ylabel(label)
 
 
-def _series(m: dict[str, Any], task: str, key: str) -> tuple[list[str], list[float], list[float], list[float]]:
-    d = m["tasks"].get(task, {}).get(key, {})
-    xs = list(d)
-    return (xs, [d[x]["rate"] for x in xs], [max(0.0, d[x]["rate"] - d[x]["ci95"][0]) for x in xs],
-            [max(0.0, d[x]["ci95"][1] - d[x]["rate"]) for x in xs])
+def y_top(values: list[float]) -> float:
+    """Upper y limit: the highest interval end plus a margin, in steps of 10%, at least 50%."""
+    hi = max(values, default=0.0)
+    return min(1.0, max(0.5, (int((hi + 0.08) * 10) + 1) / 10))
+
+
+def _legend_right(ax) -> None:
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def _tasks(m: dict[str, Any]) -> dict[str, Any]:
+    t = m.get("tasks")
+    return t if isinstance(t, dict) else {}
+
+
+def _rate(m: dict[str, Any], task: str, key: str) -> dict[str, Any]:
+    b = _tasks(m).get(task, {}).get(key)
+    return b if isinstance(b, dict) else {}
+
+
+def _err(bins: list[dict[str, Any]]) -> list[list[float]]:
+    ys = [float(b.get("rate", 0.0)) for b in bins]
+    cis = [b.get("ci95") or [y, y] for b, y in zip(bins, ys)]
+    return [[max(0.0, y - ci[0]) for y, ci in zip(ys, cis)], [max(0.0, ci[1] - y) for y, ci in zip(ys, cis)]]
+
+
+def best_baseline(m: dict[str, Any], task: str) -> float | None:
+    """The rate of a task's best trivial baseline (metrics ``baselines``), if recorded."""
+    b = _tasks(m).get(task, {}).get("baselines")
+    if not isinstance(b, dict) or not b.get("best"):
+        return None
+    rate = ((b.get("rules") or {}).get(b["best"]) or {}).get("rate")
+    return float(rate) if isinstance(rate, (int, float)) else None
 
 
 def plot_accuracy_by_task(base, adapter) -> Any:
-    plt = _plt()
-    tasks = [t for t in ORDER if t in base["tasks"]]
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    w = 0.38
-    for j, (label, m, color) in enumerate((("base", base, "#8c8c8c"), ("adapter", adapter, "#1f77b4"))):
-        rates = [m["tasks"][t]["accuracy"]["rate"] for t in tasks]
-        err = [[max(0.0, r - m["tasks"][t]["accuracy"]["ci95"][0]) for r, t in zip(rates, tasks)],
-               [max(0.0, m["tasks"][t]["accuracy"]["ci95"][1] - r) for r, t in zip(rates, tasks)]]
-        xs = [i + (j - 0.5) * w for i in range(len(tasks))]
-        ax.bar(xs, rates, w, yerr=err, capsize=4, label=f"{label} (strict)", color=color)
-        ax.scatter(xs, [m["tasks"][t]["lenient_accuracy"]["rate"] for t in tasks], marker="_", s=400, color="k",
-                   zorder=3, label="lenient reading" if j == 1 else None)
-    _finish(ax, "accuracy", "Hold-out accuracy, base vs LoRA adapter (95% Wilson CI)", xticks=tasks)
-    return fig
-
-
-def plot_breakdown(base, adapter, task: str, key: str, xlabel: str, title: str) -> Any:
-    if task not in base["tasks"] or key not in base["tasks"][task]:
+    tasks = [t for t in ORDER if t in _tasks(base) and _rate(base, t, "accuracy")]
+    if not tasks:
         return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    for label, m, color in (("base", base, "#8c8c8c"), ("adapter", adapter, "#1f77b4")):
-        xs, ys, lo, hi = _series(m, task, key)
-        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=label, color=color)
-    ax.set_xlabel(xlabel)
-    _finish(ax, "accuracy", title)
+    plt = pyplot()
+    scopes = [(t, lambda m, key, t=t: _rate(m, t, key)) for t in tasks]
+    if isinstance(base.get("overall"), dict) and len(tasks) > 1:
+        scopes.append(("all tasks", lambda m, key: m.get("overall", {}).get(key) or {}))
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.6 * len(scopes) + 2.5), 3.8))
+    w = 0.38
+    highs = []
+    for j, (label, field, color, _) in enumerate(MODELS):
+        m = base if field == "base" else adapter
+        bins = [get(m, "accuracy") for _, get in scopes]
+        rates = [float(b.get("rate", 0.0)) for b in bins]
+        xs = [i + (j - 0.5) * w for i in range(len(scopes))]
+        ax.bar(xs, rates, w, yerr=_err(bins), capsize=4, label=f"{label}: strict", color=color,
+               error_kw={"elinewidth": 1, "ecolor": "#333333"})
+        for x, r in zip(xs, rates):
+            inside = r >= 0.07
+            ax.text(x, 0.01 if inside else r + 0.01, f"{100 * r:.1f}%", ha="center", va="bottom", fontsize=8,
+                    color="white" if inside else "black", fontweight="bold")
+        len_rates = [float(get(m, "lenient_accuracy").get("rate", float("nan"))) for _, get in scopes]
+        ax.scatter(xs, len_rates, marker="_", s=500, linewidths=2, color="#d62728", zorder=3,
+                   label="lenient reading" if j == 1 else None)
+        highs += [(b.get("ci95") or [0, r])[1] for b, r in zip(bins, rates)] + [r for r in len_rates if r == r]
+    first = True
+    for i, (t, _) in enumerate(scopes):
+        rate = best_baseline(base, t)
+        if rate is not None:
+            ax.hlines(rate, i - w - 0.05, i + w + 0.05, colors="black", linestyles="--", linewidth=1.2, zorder=4,
+                      label="best trivial baseline" if first else None)
+            highs.append(rate)
+            first = False
+    ns = [get(base, "accuracy").get("n") for _, get in scopes]
+    ax.set_xticks(range(len(scopes)), [f"{s}\nn={n}" if n is not None else s for (s, _), n in zip(scopes, ns)])
+    percent_axis(ax, y_top(highs), "accuracy on hold-out questions")
+    ax.set_title("Accuracy per task: base model vs LoRA adapter\n(bars: strict accuracy with 95% interval)",
+                 fontsize=10.5)
+    _legend_right(ax)
     return fig
+
+
+def plot_breakdown(base, adapter, task: str, key: str, xlabel: str, title: str, min_n: int = MIN_BIN_N) -> Any:
+    """Strict accuracy per bin of one breakdown, base and adapter side by side (categorical axis:
+    markers with 95% intervals, no lines); sparse numeric bins merged; n under each tick."""
+    bd, ad = _rate(base, task, key), _rate(adapter, task, key)
+    if not sorted_bins(bd):
+        return None
+    counts: dict[str, int] = {}
+    for d in (bd, ad):
+        for k, b in sorted_bins(d):
+            counts[k] = max(counts.get(k, 0), int(b.get("n", 0)))
+    groups = merge_groups(sorted(counts.items(), key=lambda kv: natural_key(kv[0])), min_n)
+    labels = [label for label, _ in groups]
+    merged = {field: merge_sparse_bins(d, groups=groups) for field, d in (("base", bd), ("adapter", ad))}
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(min(11.0, max(5.5, 0.62 * len(labels) + 2.8)), 3.8))
+    off = 0.16
+    highs = []
+    for j, (label, field, color, marker) in enumerate(MODELS):
+        present = [(i, merged[field][lab]) for i, lab in enumerate(labels) if lab in merged[field]]
+        if not present:
+            continue
+        bins = [b for _, b in present]
+        ax.errorbar([i + (j - 0.5) * 2 * off for i, _ in present], [float(b.get("rate", 0.0)) for b in bins],
+                    yerr=_err(bins), fmt=marker, linestyle="none", capsize=3, markersize=6, color=color,
+                    label=label, elinewidth=1.2)
+        highs += [(b.get("ci95") or [0, b.get("rate", 0)])[1] for b in bins]
+    ticks = []
+    for lab in labels:
+        b = merged["base"].get(lab) or merged["adapter"].get(lab) or {}
+        ticks.append(f"{lab}\nn={b.get('n', '?')}")
+    ax.set_xticks(range(len(labels)), ticks)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+    ax.grid(axis="x", visible=False)
+    ax.set_xlabel(xlabel + (f"  (bins with < {min_n} questions merged)" if any(len(g) > 1 for _, g in groups)
+                            else ""))
+    top = y_top(highs)
+    percent_axis(ax, top, "strict accuracy\n(95% interval)")
+    ax.set_ylim(-0.025 * top, top)  # a marker at 0% stays whole above the axis
+    ax.set_title(title)
+    _legend_right(ax)
+    return fig
+
+
+def _confusion_axes(confs: list[dict[str, Any]]) -> tuple[list[str], list[str], int | None]:
+    """(true counts, predicted columns, cap): numeric predictions 0..cap shown one by one, larger
+    ones pooled in "cap+1+", then any other labels, "none" last."""
+    truths = sorted({str(t) for c in confs for t, row in c.items() if isinstance(row, dict)}, key=natural_key)
+    preds = {str(p) for c in confs for row in c.values() if isinstance(row, dict) for p in row}
+    nums = sorted(int(p) for p in preds if _INT_LABEL.fullmatch(p))
+    true_nums = [int(t) for t in truths if _INT_LABEL.fullmatch(t)]
+    cap = None
+    cols: list[str] = []
+    if nums:
+        cap = max(true_nums, default=0) + 3
+        lo = min(0, nums[0])
+        cols = [str(v) for v in range(lo, min(cap, nums[-1]) + 1)]
+        if nums[-1] > cap:
+            cols.append(f"{cap + 1}+")
+        else:
+            cap = None
+    others = sorted((p for p in preds if not _INT_LABEL.fullmatch(p)), key=natural_key)
+    return truths, cols + others, cap
 
 
 def plot_confusion(base, adapter) -> Any:
-    if "count" not in base["tasks"]:
+    confs = [_rate(m, "count", "confusion") for m in (base, adapter)]
+    if not confs[0]:
         return None
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
-    for ax, (label, m) in zip(axes, (("base", base), ("adapter", adapter))):
-        conf = m["tasks"]["count"]["confusion"]
-        truths = sorted(conf, key=int)
-        preds = sorted({p for row in conf.values() for p in row}, key=lambda p: (p == "none", int(p) if
-                                                                                  p.isdigit() else 0))
-        grid = [[conf[t].get(p, 0) for p in preds] for t in truths]
-        ax.imshow(grid, cmap="Blues")
-        ax.set_xticks(range(len(preds)), preds)
-        ax.set_yticks(range(len(truths)), truths)
-        peak = max(max(row) for row in grid) or 1
+    truths, cols, cap = _confusion_axes(confs)
+    if not truths or not cols:
+        return None
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(min(14.0, max(9.0, 0.42 * len(cols) * 2 + 2.5)),
+                                            0.45 * len(truths) + 2.6),
+                             layout="constrained")
+    for ax, (label, _, _, _), conf in zip(axes, MODELS, confs):
+        grid = []
+        for t in truths:
+            row = conf.get(t) if isinstance(conf.get(t), dict) else {}
+            cells = dict.fromkeys(cols, 0)
+            for p, v in row.items():
+                p = str(p)
+                col = f"{cap + 1}+" if cap is not None and _INT_LABEL.fullmatch(p) and int(p) > cap else p
+                if col in cells and isinstance(v, (int, float)):
+                    cells[col] += int(v)
+            grid.append([cells[c] for c in cols])
+        shares = [[v / (sum(row) or 1) for v in row] for row in grid]
+        ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(cols)), cols)
+        ax.set_yticks(range(len(truths)), [f"{t} (n={sum(row)})" for t, row in zip(truths, grid)])
         for i, row in enumerate(grid):
             for j, v in enumerate(row):
                 if v:
-                    ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
-                            color="white" if v > peak / 2 else "black")
-        ax.set_xlabel("predicted count")
+                    ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
+                            color="white" if shares[i][j] > 0.5 else "black")
+                if cols[j] == truths[i]:
+                    ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#d62728", lw=1.5,
+                                               clip_on=False))
+        ax.grid(False)
+        ax.spines[["top", "right"]].set_visible(True)
+        ax.set_xlabel("answered count (\"none\": no parseable answer)")
         ax.set_ylabel("true count")
-        ax.set_title(f"count confusion: {label}")
+        ax.set_title(f"{label}")
+    fig.suptitle("Count questions: answered vs true count (cells: replies; shade: share of the row; "
+                 "red box: correct)", fontsize=10.5)
     return fig
 
 
 def plot_format_drift(base, adapter) -> Any:
-    plt = _plt()
-    tasks = [t for t in ORDER if t in base["tasks"]]
-    fig, ax = plt.subplots(figsize=(6, 3.4))
+    tasks = [t for t in ORDER if t in _tasks(base)]
+    if not tasks:
+        return None
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(max(5.5, 2.0 * len(tasks) + 2.5), 3.8))
     w = 0.2
-    bars = (("base: no answer", base, "no_answer", "#bbbbbb"), ("adapter: no answer", adapter, "no_answer", "#ff7f0e"),
-            ("base: spells word", base, "spelled_out", "#dddddd"), ("adapter: spells word", adapter, "spelled_out",
-                                                                   "#2ca02c"))
-    for j, (label, m, key, color) in enumerate(bars):
-        ax.bar([i + (j - 1.5) * w for i in range(len(tasks))], [m["tasks"][t][key]["rate"] for t in tasks], w,
-               label=label, color=color)
-    _finish(ax, "share of replies", "Format drift: replies without a parseable answer / spelling the word", 7,
-            xticks=tasks)
+    bars = (("base: no parseable answer", base, "no_answer", "#c7c7c7", None),
+            ("adapter: no parseable answer", adapter, "no_answer", "#ff7f0e", None),
+            ("base: spells the word out", base, "spelled_out", "#c7c7c7", "//"),
+            ("adapter: spells the word out", adapter, "spelled_out", "#2ca02c", "//"))
+    highs = []
+    for j, (label, m, key, color, hatch) in enumerate(bars):
+        bins = [_rate(m, t, key) for t in tasks]
+        ax.bar([i + (j - 1.5) * w for i in range(len(tasks))], [float(b.get("rate", 0.0)) for b in bins], w,
+               yerr=_err(bins), capsize=2, label=label, color=color, hatch=hatch, edgecolor="#555555",
+               linewidth=0.5, error_kw={"elinewidth": 0.8})
+        highs += [(b.get("ci95") or [0, b.get("rate", 0)])[1] for b in bins]
+    ns = [_rate(base, t, "no_answer").get("n") for t in tasks]
+    ax.set_xticks(range(len(tasks)), [f"{t}\nn={n}" if n is not None else t for t, n in zip(tasks, ns)])
+    percent_axis(ax, y_top(highs), "share of questions\n(95% interval)")
+    ax.set_title("Format drift: replies without a parseable answer,\nand replies that spell the word out")
+    _legend_right(ax)
     return fig
 
 
 def plot_training_loss(log_history: list[dict[str, Any]]) -> Any:
-    points = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "step" in h]
+    points = [(h["step"], h["loss"]) for h in log_history if isinstance(h, dict) and "loss" in h and "step" in h]
     if not points:
         return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.plot(*zip(*points), marker="." if len(points) < 50 else None, label="train")
-    val = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h and "step" in h]
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    ax.plot(*zip(*points), marker="." if len(points) < 50 else None, color=ADAPTER_COLOR, label="training batches")
+    val = [(h["step"], h["eval_loss"]) for h in log_history if isinstance(h, dict) and "eval_loss" in h
+           and "step" in h]
     if val:
-        ax.plot(*zip(*val), marker="o", label="validation (unseen words)")
-        ax.legend(fontsize=8)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss (answer tokens)")
+        ax.plot(*zip(*val), marker="o", color="#ff7f0e", label="validation (unseen words)")
+    ax.legend(frameon=False)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy loss\n(answer tokens)")
     ax.set_title("LoRA training loss")
     return fig
 
@@ -150,38 +397,140 @@ def plot_training_loss(log_history: list[dict[str, Any]]) -> Any:
 def make_plots(base, adapter, log_history, out: Path, dpi: int = 110) -> list[tuple[str, Path]]:
     """Every plot that has data, saved as PNG in ``out``: [(title, path)] in report order."""
     out.mkdir(parents=True, exist_ok=True)
+    acc = "strict accuracy"
     figures = [
         ("Accuracy per task", "accuracy_by_task", plot_accuracy_by_task(base, adapter)),
         ("Format drift", "format_drift", plot_format_drift(base, adapter)),
         ("Position accuracy by word length", "position_by_length",
-         plot_breakdown(base, adapter, "position", "by_word_length", "word length", "position: by word length")),
+         plot_breakdown(base, adapter, "position", "by_word_length", "word length (letters)",
+                        f"Position questions: {acc} by word length")),
         ("Count accuracy by word length", "count_by_length",
-         plot_breakdown(base, adapter, "count", "by_word_length", "word length", "count: by word length")),
-        ("Position accuracy by position k", "position_by_k",
-         plot_breakdown(base, adapter, "position", "by_k", "k (1-based)", "position: by asked position")),
+         plot_breakdown(base, adapter, "count", "by_word_length", "word length (letters)",
+                        f"Count questions: {acc} by word length")),
+        ("Position accuracy by asked position k", "position_by_k",
+         plot_breakdown(base, adapter, "position", "by_k", "asked position k (1 = first letter)",
+                        f"Position questions: {acc} by asked position k")),
         ("Position accuracy by stratum", "position_by_stratum",
-         plot_breakdown(base, adapter, "position", "by_stratum", "stratum", "position: first / middle / last")),
+         plot_breakdown(base, adapter, "position", "by_stratum", "asked letter",
+                        f"Position questions: {acc} for the first / a middle / the last letter")),
         ("Count accuracy by true count", "count_by_true_count",
-         plot_breakdown(base, adapter, "count", "by_true_value", "true count", "count: by true count")),
-        ("Accuracy by tokens per word", "position_by_tokens",
-         plot_breakdown(base, adapter, "position", "by_word_tokens", "tokens per word",
-                        "position: by tokens per word")),
+         plot_breakdown(base, adapter, "count", "by_true_value", "true count of the letter in the word",
+                        f"Count questions: {acc} by true count")),
+        ("Position accuracy by tokens per word", "position_by_tokens",
+         plot_breakdown(base, adapter, "position", "by_word_tokens", "tokens per word (model tokenizer)",
+                        f"Position questions: {acc} by tokens per word")),
+        ("Count accuracy by tokens per word", "count_by_tokens",
+         plot_breakdown(base, adapter, "count", "by_word_tokens", "tokens per word (model tokenizer)",
+                        f"Count questions: {acc} by tokens per word")),
         ("Count confusion", "count_confusion", plot_confusion(base, adapter)),
         ("Training loss", "training_loss", plot_training_loss(log_history)),
     ]
     return [(title, _save(fig, out / f"{name}.png", dpi)) for title, name, fig in figures if fig is not None]
 
 
+# ------------------------------------------------------------------------------ page
+PAGE_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:$WIDTH;margin:2em auto;padding:0 1em;
+ line-height:1.45;color:#1a1a1a}
+h1{font-size:1.6em;margin-bottom:.3em}h2{margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+h3{margin-top:1.4em}
+.table-wrap{overflow:auto;max-height:85vh;margin:1em 0}
+table{border-collapse:collapse;font-size:.92em;font-variant-numeric:tabular-nums}
+th,td{border:1px solid #c8c8c8;padding:4px 10px;white-space:nowrap}
+.num{text-align:right}.txt{text-align:left}
+td.txt{white-space:normal;min-width:6em}
+th{background:#eef1f5;position:sticky;top:0;z-index:1;vertical-align:bottom;white-space:normal}
+tbody tr:nth-child(even){background:#fafafa}
+tbody tr:hover{background:#f0f6ff}
+img{max-width:100%;height:auto;display:block;margin:.5em 0}
+pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:.85em;line-height:1.3}
+summary{cursor:pointer;color:#1f5fa8;margin:.5em 0}
+code{font-size:.92em}
+"""
+
+
+def _data_uri(path: Path) -> str:
+    mime = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+    return f"data:{mime[path.suffix.lower()]};base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+_CELL = re.compile(r"<(t[hd])([^>]*)>(.*?)</\1>", re.S)
+_NUMERIC_CELL = re.compile(r"([+\-−]?\d[^A-Za-z]*)?")  # a number, maybe with an interval or "→ y"; no words
+
+
+def _align_columns(table: str) -> str:
+    """Numbers right-aligned, words left: a column whose body cells are all numbers (with an
+    interval or an arrow at most) or empty is numeric, its cells get class 'num' and keep on one
+    line; the others get 'txt' and may wrap."""
+    rows = re.findall(r"<tr>.*?</tr>", table, re.S)
+    numeric: dict[int, bool] = {}
+    for row in rows:
+        for i, (tag, _, text) in enumerate(_CELL.findall(row)):
+            if tag == "td":
+                plain = html.unescape(re.sub(r"<[^>]+>", "", text)).strip()
+                numeric[i] = numeric.get(i, True) and bool(_NUMERIC_CELL.fullmatch(plain))
+
+    def mark(row: re.Match) -> str:
+        count = iter(range(1 << 30))
+        return _CELL.sub(lambda c: (f"<{c.group(1)} class='{'num' if numeric.get(next(count)) else 'txt'}'"
+                                    f"{c.group(2)}>{c.group(3)}</{c.group(1)}>"), row.group(0))
+
+    return re.sub(r"<tr>.*?</tr>", mark, table, flags=re.S)
+
+
+def render_markdown_page(md_text: str, title: str, base_dir: Path, width: str = "1200px") -> str:
+    """A self-contained HTML page from Markdown: tables and fenced code rendered, every local image
+    (relative to ``base_dir``) inlined as a data URI, tables scrollable with a sticky header."""
+    import markdown
+
+    body = markdown.markdown(md_text, extensions=["tables", "fenced_code"], output_format="html")
+    root = Path(base_dir).resolve()
+
+    def inline(m: re.Match) -> str:
+        src = html.unescape(m.group(1))
+        path = (root / src).resolve()
+        if "://" in src or not path.is_relative_to(root) or not path.is_file() or path.suffix.lower() not in (
+                ".png", ".svg", ".jpg", ".jpeg"):
+            return m.group(0)
+        return f"src='{_data_uri(path)}'"
+
+    body = re.sub(r'src="([^"]*)"', inline, body)
+    body = re.sub(r"<table>.*?</table>", lambda m: _align_columns(m.group(0)), body, flags=re.S)
+    body = body.replace("<table>", "<div class='table-wrap'><table>").replace("</table>", "</table></div>")
+    return ("<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{html.escape(title)}</title><style>{PAGE_CSS.replace('$WIDTH', width)}</style></head><body>\n"
+            f"{body}\n</body></html>\n")
+
+
 def drift_notes(comparison: dict[str, Any]) -> list[str]:
     notes = []
     for task, e in ordered_tasks(comparison):
-        na, sp, le = e["no_answer"], e["spelled_out"], e["lenient"]
+        na, sp, le = e.get("no_answer"), e.get("spelled_out"), e.get("lenient")
+        if not (na and sp and le):
+            continue
         if na["adapter"] - na["base"] >= 0.10 or sp["adapter"] - sp["base"] >= 0.10:
             notes.append(f"{task}: the adapter's answer format drifted (no answer {100 * na['base']:.0f}% → "
                          f"{100 * na['adapter']:.0f}%, spells the word out {100 * sp['base']:.0f}% → "
                          f"{100 * sp['adapter']:.0f}%); the lenient reading changes by {100 * le['diff']:+.1f} points "
                          f"(95% CI {100 * le['ci95'][0]:+.1f} to {100 * le['ci95'][1]:+.1f}).")
     return notes
+
+
+def _setup_line(base: dict[str, Any]) -> str | None:
+    meta = base.get("meta") if isinstance(base.get("meta"), dict) else {}
+    s = meta.get("sampling") if isinstance(meta.get("sampling"), dict) else {}
+    if not meta:
+        return None
+    how = ("greedy decoding" if s.get("greedy") else
+           ", ".join(f"{k} {s[k]}" for k in ("temperature", "top_p", "top_k", "min_p") if k in s) or "sampling")
+    samples = meta.get("n_samples")
+    return (f"Evaluation: model {meta.get('model', '?')}, split {meta.get('split', '?')}, "
+            f"{samples if samples is not None else '?'} sample(s) per question, {how}.")
+
+
+def _number(x: Any) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
 def write_report(run_dir: Path, title: str, comparison: dict[str, Any], base: dict[str, Any], adapter: dict[str, Any],
@@ -192,43 +541,30 @@ def write_report(run_dir: Path, title: str, comparison: dict[str, Any], base: di
     table = comparison_table(comparison)
     notes = drift_notes(comparison)
     md = [f"# {title}", "", "## Answer", "",
-          "Does LoRA training on spelling improve character position and count questions on hold-out words?", "",
-          table]
+          "Does LoRA training on spelling improve character position and count questions on hold-out words? "
+          "Strict accuracy of the base model and of the LoRA adapter on the same questions; diff = adapter − base "
+          "in percentage points.", "",
+          table.rstrip("\n"), ""]
     if notes:
-        md += ["**Format drift.**", *[f"- {n}" for n in notes], ""]
+        md += ["**Format drift.**", "", *[f"- {n}" for n in notes], ""]
+    setup = _setup_line(base)
+    if setup:
+        md += [setup, ""]
     if train_info:
-        md += [f"Training: {train_info['steps']} steps ({train_info['backend']}, {train_info['device']}, "
-               f"{train_info['precision']}), final loss {train_info['final_loss']}, padding "
-               f"{100 * train_info['batching']['padding_fraction']:.1f}%.", ""]
+        pad = (train_info.get("batching") or {}).get("padding_fraction")
+        md += [f"Training: {train_info.get('steps', '?')} steps ({train_info.get('backend', '?')}, "
+               f"{train_info.get('device', '?')}, {train_info.get('precision', '?')}), final loss "
+               f"{_number(train_info.get('final_loss', '?'))}"
+               + (f", padding {100 * pad:.1f}%." if isinstance(pad, (int, float)) else "."), ""]
     md += ["## Plots", ""] + [f"### {t}\n\n![{t}](plots/{p.name})\n" for t, p in plots]
     md += ["## Config", "", "```yaml", config_yaml.rstrip(), "```", ""]
-    atomic_write_text(out / "report.md", "\n".join(md))
-
-    def img(p: Path) -> str:
-        return "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode()
-
-    rows = "".join(
-        f"<tr><td>{t}</td><td>{e['strict']['n']}</td><td>{100 * e['strict']['base']:.1f}%</td>"
-        f"<td>{100 * e['strict']['adapter']:.1f}%</td><td>{100 * e['strict']['diff']:+.1f} "
-        f"[{100 * e['strict']['ci95'][0]:+.1f}, {100 * e['strict']['ci95'][1]:+.1f}]</td>"
-        f"<td>{e['strict']['p_mcnemar']:.3g}</td><td>{100 * e['lenient']['base']:.1f}% → "
-        f"{100 * e['lenient']['adapter']:.1f}%</td><td>{100 * e['no_answer']['base']:.1f}% → "
-        f"{100 * e['no_answer']['adapter']:.1f}%</td></tr>" for t, e in ordered_tasks(comparison))
-    body = [f"<h1>{html.escape(title)}</h1>", "<h2>Answer</h2>",
-            "<table><tr><th>task</th><th>n</th><th>base</th><th>adapter</th><th>diff [95% CI], points</th>"
-            "<th>McNemar p</th><th>lenient base → adapter</th><th>no answer base → adapter</th></tr>"
-            f"{rows}</table>", "<ul>" + "".join(f"<li>{html.escape(e['verdict'])}</li>"
-                                                for _, e in ordered_tasks(comparison)) + "</ul>"]
-    if notes:
-        body.append("<p><b>Format drift.</b></p><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes)
-                    + "</ul>")
-    body.append("<h2>Plots</h2>")
-    body += [f"<h3>{html.escape(t)}</h3><img alt='{html.escape(t)}' src='{img(p)}'>" for t, p in plots]
-    body.append(f"<h2>Config</h2><pre>{html.escape(config_yaml)}</pre>")
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"
-            "body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em}"
-            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-            "img{max-width:100%}pre{background:#f6f6f6;padding:1em;overflow:auto}</style></head><body>"
-            + "\n".join(body) + "</body></html>")
-    atomic_write_text(out / "report.html", page)
+    md_text = "\n".join(md)
+    atomic_write_text(out / "report.md", md_text)
+    page = render_markdown_page(md_text, title, out)
+    head, sep, tail = page.partition("<h2>Config</h2>")
+    if sep and "<pre>" in tail:  # the long resolved config folds away; the page reads answer first
+        pre, end, rest = tail.partition("</pre>")
+        tail = pre.replace("<pre>", "<details><summary>Resolved config (click to show)</summary><pre>", 1) + end \
+            + "</details>" + rest
+    atomic_write_text(out / "report.html", head + sep + tail)
     return out

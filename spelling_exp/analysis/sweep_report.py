@@ -7,9 +7,7 @@ in "seed"), jobs that differ only in the seed are aggregated: mean +- t-based 95
 """
 from __future__ import annotations
 
-import base64
 import csv
-import html
 import io
 import math
 import statistics
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from spelling_exp.analysis.compare import COMPARISON_FILE, TASK_ORDER, read_comparison
+from spelling_exp.analysis.report import percent_axis, pyplot, render_markdown_page, y_top
 from spelling_exp.jobs import RESULT, job_dirs
 from spelling_exp.storage.io import atomic_open, atomic_write_json, atomic_write_text, read_json
 
@@ -50,6 +49,17 @@ def _value(v: str) -> Any:
     return v
 
 
+def _metrics(eval_dir: str | None) -> dict[str, Any] | None:
+    path = Path(eval_dir) / "metrics.json" if eval_dir else None
+    return read_json(path) if path is not None and path.is_file() else None
+
+
+def _accuracy_ci(metrics: dict[str, Any] | None, task: str) -> list[float] | None:
+    """The Wilson 95% interval of a task's strict accuracy from an eval's metrics.json, if there."""
+    ci = ((metrics or {}).get("tasks", {}).get(task) or {}).get("accuracy", {}).get("ci95")
+    return list(ci) if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
+
+
 def collect_rows(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str], list[dict[str, Any]]]:
     """(rows of complete jobs, swept parameter names, failed jobs)."""
     from omegaconf import OmegaConf
@@ -71,15 +81,19 @@ def collect_rows(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str], list
             continue
         c = read_comparison(cmp_file)  # eval dirs resolved where the sweep is now, even if it moved
         row: dict[str, Any] = {"job": d.name, "params": params, "tasks": {}}
-        adapter_metrics = read_json(Path(c["adapter_dir"]) / "metrics.json") if (
-            Path(c["adapter_dir"]) / "metrics.json").is_file() else None
+        metrics = {side: _metrics(c.get(f"{side}_dir")) for side in ("base", "adapter")}
         for task, e in c["tasks"].items():
             s = e["strict"]
             row["tasks"][task] = {"base": s["base"], "adapter": s["adapter"], "diff": s["diff"], "ci95": s["ci95"],
-                                  "p": s["p_mcnemar"], "lenient_diff": e["lenient"]["diff"],
+                                  "p": s.get("p", s.get("p_mcnemar")),
+                                  "test": s.get("test", "mcnemar_exact" if "p_mcnemar" in s else None),
+                                  "lenient_diff": e["lenient"]["diff"],
                                   "adapter_no_answer": e["no_answer"]["adapter"],
-                                  "adapter_ci95": adapter_metrics["tasks"][task]["accuracy"]["ci95"]
-                                  if adapter_metrics else [s["adapter"], s["adapter"]]}
+                                  "adapter_ci95": _accuracy_ci(metrics["adapter"], task)
+                                  or [s["adapter"], s["adapter"]]}
+            base_ci = _accuracy_ci(metrics["base"], task)
+            if base_ci:
+                row["tasks"][task]["base_ci95"] = base_ci
         rows.append(row)
     keys = sorted({k for r in rows for k in r["params"]} | {k for f in failed for k in f["params"]})
     swept = [k for k in keys if len({str(r["params"].get(k)) for r in rows + failed}) > 1]
@@ -96,7 +110,7 @@ def aggregate_seeds(rows: list[dict[str, Any]], swept: list[str]) -> list[dict[s
     for r in rows:
         groups[tuple(str(r["params"].get(k)) for k in others)].append(r)
     out = []
-    for key, members in sorted(groups.items()):
+    for key, members in sorted(groups.items(), key=lambda kv: tuple(param_sort_key(v) for v in kv[0])):
         agg: dict[str, Any] = {"params": dict(zip(others, key)), "n_seeds": len(members), "tasks": {}}
         for task in members[0]["tasks"]:
             vals = {m: [r["tasks"][task][m] for r in members if task in r["tasks"]]
@@ -106,58 +120,171 @@ def aggregate_seeds(rows: list[dict[str, Any]], swept: list[str]) -> list[dict[s
     return out
 
 
-def _fig_png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
+def _num(v: Any) -> float | None:
+    """The numeric value of a swept parameter value ("8", 8, "1e-4"), or None for a word."""
+    v = _value(v) if isinstance(v, str) else v
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
-    plt.close(fig)
+
+def param_sort_key(v: Any) -> tuple[int, float, str]:
+    """Swept values in natural order: numbers numerically (4 < 8 < 16), then words, unset last."""
+    if v is None or v == "":
+        return 2, 0.0, ""
+    n = _num(v)
+    return (0, n, str(v)) if n is not None else (1, 0.0, str(v))
+
+
+def _fig_png(fig, dpi: int = 110) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    pyplot().close(fig)
     return buf.getvalue()
 
 
-def plots(rows, swept, aggregated) -> list[tuple[str, bytes]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import logging
-
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
-    import matplotlib.pyplot as plt
-
-    tasks = [t for t in TASK_ORDER if any(t in r["tasks"] for r in rows)]
+def _points(rows, aggregated, swept, param, task) -> list[tuple[str, tuple, int | None, dict[str, tuple]]]:
+    """[(x, series, n_seeds, {"base"|"adapter"|"diff": (value, lo, hi)})] for one task: the
+    seed-aggregated groups when the sweep has seeds, else one point per job; ``series`` holds the
+    values of the other swept parameters."""
+    seed_keys = [k for k in swept if k.endswith("seed")]
     out = []
-    for param in [k for k in swept if not k.endswith("seed")] or swept[:1]:
-        fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.4), squeeze=False)
-        for ax, task in zip(axes[0], tasks):
-            if aggregated and not param.endswith("seed"):
-                pts = sorted(((_value(a["params"][param]), a["tasks"][task]) for a in aggregated if task in a["tasks"]),
-                             key=lambda p: (isinstance(p[0], str), p[0]))
-                xs = [str(p[0]) for p in pts]
-                for m, color, label in (("adapter", "#1f77b4", "adapter (mean over seeds)"),
-                                        ("base", "#8c8c8c", "base")):
-                    ys = [p[1][m]["mean"] for p in pts]
-                    err = [[max(0.0, y - p[1][m]["lo"]) for y, p in zip(ys, pts)],
-                           [max(0.0, p[1][m]["hi"] - y) for y, p in zip(ys, pts)]]
-                    ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, color=color, label=label)
-            else:
-                pts = sorted(((r["params"].get(param), r["tasks"][task]) for r in rows if task in r["tasks"]),
-                             key=lambda p: (isinstance(p[0], str), p[0]))
-                xs = [str(p[0]) for p in pts]
-                ys = [p[1]["adapter"] for p in pts]
-                err = [[max(0.0, y - p[1]["adapter_ci95"][0]) for y, p in zip(ys, pts)],
-                       [max(0.0, p[1]["adapter_ci95"][1] - y) for y, p in zip(ys, pts)]]
-                ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, color="#1f77b4", label="adapter (95% CI)")
-                ax.plot(xs, [p[1]["base"] for p in pts], "--", color="#8c8c8c", label="base")
-            ax.set_ylim(0, 1)
-            ax.set_xlabel(param)
-            ax.set_ylabel(f"{task} accuracy")
-            ax.legend(fontsize=7)
-        fig.suptitle(f"Accuracy vs {param}")
-        out.append((f"Accuracy vs {param}", _fig_png(fig)))
+    if aggregated and param not in seed_keys:
+        others = [k for k in swept if k != param and k not in seed_keys]
+        for a in aggregated:
+            e = a.get("tasks", {}).get(task)
+            if not e:
+                continue
+            vals = {m: (e[m]["mean"], e[m]["lo"], e[m]["hi"]) for m in ("base", "adapter", "diff") if m in e}
+            out.append((str(a["params"].get(param, "")), tuple((k, a["params"].get(k)) for k in others),
+                        a.get("n_seeds"), vals))
+        return out
+    others = [k for k in swept if k != param]
+    for r in rows:
+        e = r.get("tasks", {}).get(task)
+        if not e:
+            continue
+        ad, ba = e["adapter"], e["base"]
+        vals = {"adapter": (ad, *(e.get("adapter_ci95") or (ad, ad))),
+                "base": (ba, *(e.get("base_ci95") or (ba, ba))),
+                "diff": (e["diff"], *(e.get("ci95") or (e["diff"], e["diff"])))}
+        out.append((str(r["params"].get(param, "")), tuple((k, r["params"].get(k)) for k in others), None, vals))
     return out
 
 
-def write_sweep_report(sweep_dir: Path) -> Path:
+def plots(rows, swept, aggregated, dpi: int = 110) -> list[tuple[str, bytes]]:
+    """One figure per swept (non-seed) parameter: per task, strict accuracy of base and adapter
+    (top) and the paired difference adapter - base (bottom) against the parameter's values, with
+    95% intervals. Values sorted numerically; numeric values joined by a faint line, categorical
+    (word) values never; other swept parameters become separate, offset series."""
+    plt = pyplot()
+    tasks = [t for t in TASK_ORDER if any(t in r["tasks"] for r in rows)]
+    seed_keys = [k for k in swept if k.endswith("seed")]
+    out = []
+    for param in [k for k in swept if k not in seed_keys] or swept[:1]:
+        agg = bool(aggregated) and param not in seed_keys
+        pts = {t: _points(rows, aggregated, swept, param, t) for t in tasks}
+        xs = sorted({p[0] for ps in pts.values() for p in ps}, key=param_sort_key)
+        if not xs:
+            continue
+        numeric = all(_num(x) is not None for x in xs)
+        series = sorted({p[1] for ps in pts.values() for p in ps},
+                        key=lambda s: tuple(param_sort_key(v) for _, v in s))
+        n_s = len(series)
+        width = min(7.5, max(4.6, 0.45 * len(xs) * (1 + 0.6 * (n_s - 1)) + 2.2))
+        fig, axes = plt.subplots(2, len(tasks), figsize=(min(15.0, width * len(tasks) + 1.5), 6.6), squeeze=False,
+                                 layout="constrained")
+        cmap = plt.get_cmap("tab10")
+        highs: list[float] = []
+        spans = [5.0] * len(tasks)  # the diff panels: symmetric about 0, at least +-5 points
+        for col, task in enumerate(tasks):
+            ax_acc, ax_diff = axes[0][col], axes[1][col]
+            for si, s in enumerate(series):
+                name = ", ".join(f"{k}={v}" for k, v in s)
+                mine = {p[0]: p for p in pts[task] if p[1] == s}
+                xi = [i for i, x in enumerate(xs) if x in mine]
+                if not xi:
+                    continue
+                colors = (("#7f7f7f", "#1f77b4") if n_s == 1 else (cmap(si % 10), cmap(si % 10)))
+                for j, (m, color, marker) in enumerate((("base", colors[0], "s"), ("adapter", colors[1], "o"))):
+                    k = 2 * n_s
+                    off = (2 * si + j - (k - 1) / 2) * min(0.7, 0.2 * k) / k
+                    vals = [mine[xs[i]][3].get(m) for i in xi]
+                    keep = [(i, v) for i, v in zip(xi, vals) if v]
+                    if not keep:
+                        continue
+                    ys = [v[0] for _, v in keep]
+                    err = [[max(0.0, v[0] - v[1]) for _, v in keep], [max(0.0, v[2] - v[0]) for _, v in keep]]
+                    who = "base model" if m == "base" else "LoRA adapter" + (" (mean over seeds)" if agg else "")
+                    label = who if n_s == 1 else f"{m}, {name}"
+                    ax_acc.errorbar([i + off for i, _ in keep], ys, yerr=err, fmt=marker, capsize=3, color=color,
+                                    markerfacecolor="white" if (m == "base" and n_s > 1) else color,
+                                    linestyle=(":" if m == "base" else "-") if numeric and len(keep) > 1 else "none",
+                                    linewidth=0.9, alpha=0.95, label=label if col == 0 else None)
+                    highs += [v[2] for _, v in keep]
+                dk = n_s
+                off = (si - (dk - 1) / 2) * min(0.5, 0.12 * dk) / dk
+                keep = [(i, mine[xs[i]][3].get("diff")) for i in xi if mine[xs[i]][3].get("diff")]
+                if keep:
+                    ys = [100 * v[0] for _, v in keep]
+                    err = [[max(0.0, 100 * (v[0] - v[1])) for _, v in keep],
+                           [max(0.0, 100 * (v[2] - v[0])) for _, v in keep]]
+                    spans[col] = max([spans[col]] + [abs(100 * x) for _, v in keep for x in v[1:] if x == x])
+                    ax_diff.errorbar([i + off for i, _ in keep], ys, yerr=err, fmt="D", capsize=3, markersize=5,
+                                     color=colors[1], linestyle="-" if numeric and len(keep) > 1 else "none",
+                                     linewidth=0.9)
+            ticks = list(xs)
+            if agg and n_s == 1:
+                seeds = {p[0]: p[2] for p in pts[task]}
+                ticks = [f"{x}\n{seeds[x]} seeds" if seeds.get(x) else x for x in xs]
+            for ax in (ax_acc, ax_diff):
+                ax.set_xticks(range(len(xs)), ticks)
+                ax.set_xlim(-0.6, len(xs) - 0.4)
+                ax.grid(axis="x", visible=False)
+            interval = "t-interval over seeds" if agg else "interval"
+            percent_axis(ax_acc, 1.0, f"strict accuracy\n(95% {interval})")
+            ax_acc.set_title(f"{task}: strict accuracy")
+            ax_diff.axhline(0, color="#555555", linewidth=0.8)
+            diff_interval = "t-interval over seeds" if agg else "paired bootstrap CI"
+            ax_diff.set_ylabel(f"adapter − base, points\n(95% {diff_interval})")
+            ax_diff.set_title(f"{task}: adapter − base")
+            ax_diff.set_xlabel(param + ("" if numeric else " (categories)"))
+        for ax in axes[0]:
+            ax.set_ylim(-0.025 * y_top(highs), y_top(highs))  # a marker at 0% stays whole above the axis
+        for ax, span in zip(axes[1], spans):
+            ax.set_ylim(-1.15 * span, 1.15 * span)
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, labels, loc="outside right upper", frameon=False)
+        title = f"Accuracy vs {param}"
+        fig.suptitle(f"Hold-out accuracy vs {param}" + (" (mean over seeds)" if agg else ""))
+        out.append((title, _fig_png(fig, dpi)))
+    return out
+
+
+def _p(p: Any) -> str:
+    return f"{p:.3g}" if isinstance(p, (int, float)) else ""
+
+
+def _cell(v: Any) -> str:
+    """A Markdown table cell: pipes escaped, one line."""
+    return str(v).replace("|", "\\|").replace("\n", " ").strip()
+
+
+def md_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown pipe table; every row must have exactly as many cells as the header."""
+    for r in rows:
+        if len(r) != len(head):
+            raise ValueError(f"table row has {len(r)} cells, header {len(head)}: {r}")
+    return (["| " + " | ".join(_cell(h) for h in head) + " |", "|" + "---|" * len(head)]
+            + ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows])
+
+
+def _code(s: Any) -> str:
+    s = str(s).replace("\n", " ")
+    fence = "``" if "`" in s else "`"
+    return f"{fence} {s} {fence}" if fence == "``" else f"`{s}`"
+
+
+def write_sweep_report(sweep_dir: Path, dpi: int = 110) -> Path:
     sweep_dir = Path(sweep_dir)
     rows, swept, failed = collect_rows(sweep_dir)
     aggregated = aggregate_seeds(rows, swept)
@@ -180,48 +307,57 @@ def write_sweep_report(sweep_dir: Path) -> Path:
     def pct(x):
         return f"{100 * x:.1f}%"
 
+    def pts(x, lo, hi):
+        return f"{100 * x:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+    tests = ", ".join(sorted({str(e.get("test")).replace("_", " ") for r in rows for e in r["tasks"].values()
+                              if e.get("test")})) or "McNemar exact"
     md = [f"# Sweep comparison: {sweep_dir}", "", f"Swept: {', '.join(swept) or '(nothing)'}; "
-          f"{len(rows)} complete job(s), {len(failed)} failed.", ""]
-    head = ["job", *swept] + [f"{t}: base → adapter, diff [95% CI], p" for t in tasks]
-    md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+          f"{len(rows)} complete job(s), {len(failed)} failed.", "",
+          "Per task: strict accuracy of the base model and of the LoRA adapter on the same hold-out questions; "
+          "diff = adapter − base in percentage points with its paired bootstrap 95% CI; p = the paired test named "
+          f"in comparison.json ({tests}). One row per job; a sweep's rows are exploratory (no multiplicity "
+          "correction across jobs).",
+          ""]
+    head = ["job", *swept] + [f"{t}: {c}" for t in tasks for c in ("base", "adapter", "diff [95% CI]", "p")]
+    body = []
     for r in rows:
         cells = [r["job"], *[str(r["params"].get(k, "")) for k in swept]]
         for t in tasks:
             e = r["tasks"].get(t)
-            cells.append(f"{pct(e['base'])} → {pct(e['adapter'])}, {100 * e['diff']:+.1f} "
-                         f"[{100 * e['ci95'][0]:+.1f}, {100 * e['ci95'][1]:+.1f}], p={e['p']:.3g}" if e else "")
-        md.append("| " + " | ".join(cells) + " |")
+            cells += ([pct(e["base"]), pct(e["adapter"]), pts(e["diff"], *e["ci95"]), _p(e.get("p"))] if e
+                      else [""] * 4)
+        body.append(cells)
+    md += md_table(head, body)
     if aggregated:
         md += ["", "## Aggregated over seeds (mean, 95% t-interval)", ""]
         others = [k for k in swept if not k.endswith("seed")]
-        head = [*others, "seeds"] + [f"{t}: adapter, diff" for t in tasks]
-        md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        head = [*others, "seeds"] + [f"{t}: {c}" for t in tasks for c in ("base", "adapter [95% CI]",
+                                                                           "diff [95% CI]")]
+        body = []
         for a in aggregated:
             cells = [str(a["params"].get(k, "")) for k in others] + [str(a["n_seeds"])]
             for t in tasks:
-                e = a["tasks"][t]
-                cells.append(f"{pct(e['adapter']['mean'])} [{pct(e['adapter']['lo'])}, {pct(e['adapter']['hi'])}], "
-                             f"{100 * e['diff']['mean']:+.1f} [{100 * e['diff']['lo']:+.1f}, "
-                             f"{100 * e['diff']['hi']:+.1f}]")
-            md.append("| " + " | ".join(cells) + " |")
+                e = a["tasks"].get(t)
+                cells += ([pct(e["base"]["mean"]),
+                           f"{pct(e['adapter']['mean'])} [{pct(e['adapter']['lo'])}, {pct(e['adapter']['hi'])}]",
+                           pts(e["diff"]["mean"], e["diff"]["lo"], e["diff"]["hi"])] if e else [""] * 3)
+            body.append(cells)
+        md += md_table(head, body)
     if failed:
-        md += ["", "## Failed jobs", ""] + [f"- job {f['job']} ({f['params']}): {f['error']} (log: {f['log']})"
-                                              for f in failed]
-    images = plots(rows, swept, aggregated) if rows else []
+        md += ["", "## Failed jobs", ""] + [
+            f"- job {f['job']} ({', '.join(f'{k}={v}' for k, v in f['params'].items()) or 'no overrides'}): "
+            f"{_code(f['error'])} (log: {_code(f['log'])})" for f in failed]
+    images = plots(rows, swept, aggregated, dpi) if rows else []
     for i, (title, png) in enumerate(images):
         name = f"comparison_{i}.png"
         with atomic_open(sweep_dir / name, "wb") as f:
             f.write(png)
         md += ["", f"## {title}", "", f"![{title}]({name})"]
-    atomic_write_text(sweep_dir / "comparison.md", "\n".join(md) + "\n")
-
-    tables = "<pre>" + html.escape("\n".join(line for line in md if not line.startswith("!["))) + "</pre>"
-    plots_html = "".join(f"<h2>{html.escape(t)}</h2><img src='data:image/png;base64,{base64.b64encode(p).decode()}'>"
-                         for t, p in images)
+    md_text = "\n".join(md) + "\n"
+    atomic_write_text(sweep_dir / "comparison.md", md_text)
     atomic_write_text(sweep_dir / "comparison.html",
-                      "<!doctype html><html><head><meta charset='utf-8'><title>sweep comparison</title><style>"
-                      "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto}img{max-width:100%}"
-                      "</style></head><body>" + tables + plots_html + "</body></html>")
+                      render_markdown_page(md_text, f"Sweep comparison: {sweep_dir.name}", sweep_dir, width="1250px"))
     atomic_write_json(sweep_dir / "comparison.json",
                       {"swept": swept, "rows": rows, "aggregated": aggregated, "failed": failed})
     return sweep_dir

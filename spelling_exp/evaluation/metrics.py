@@ -1,32 +1,77 @@
-"""Metrics from scored predictions: accuracy with Wilson CIs, breakdowns, format drift.
+"""Metrics from scored predictions, with the *question* as the unit.
 
-Headline: strict accuracy per task. Beside it, always: the no-answer rate, the rate of
-replies that spell the word out, and the *lenient* accuracy (a reading derived from a
-spelled-out word when no explicit answer was given). Breakdowns by word length, position
-stratum and k, true count, and tokens per word; count MAE and confusion; position errors as
-the offset of the predicted letter's nearest occurrence.
+Each question gets ``n_samples`` replies; its score is the share of its replies that are right
+(0 or 1 with one sample). Every rate below is a mean of per-question scores over questions, and
+every interval is over questions: a Wilson interval when each question has one reply, a
+percentile bootstrap over questions when it has several (samples of one question are not
+independent: counting them as n replies would make intervals too narrow). The `overall` scope
+resamples words, since one word can be asked about in both tasks.
+
+Headline: strict accuracy per task. Beside it, always: the no-answer, ambiguous, spelled-out and
+truncated shares, the *lenient* accuracy (a reading derived from a spelled-out word), and the
+trivial baselines (evaluation/baselines.py). Breakdowns by word length, position stratum and k,
+true count, and tokens per word are exploratory; so are the count MAE and confusion and the
+position errors (the offset of the predicted letter's nearest occurrence).
 """
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from statistics import fmean
 from typing import Any
 
-from spelling_exp.analysis.stats import wilson_ci
+from spelling_exp.analysis.stats import mean_ci, wilson_ci
+from spelling_exp.evaluation.baselines import baseline_accuracy
+
+Row = dict[str, Any]
 
 
-def _rate(k: int, n: int) -> dict[str, Any]:
-    lo, hi = wilson_ci(k, n)
-    return {"n": n, "k": k, "rate": k / n if n else 0.0, "ci95": [lo, hi]}
-
-
-def _breakdown(rows: Iterable[dict[str, Any]], key) -> dict[str, Any]:
-    groups: dict[str, list[bool]] = defaultdict(list)
+def per_question(rows: Iterable[Row], value: Callable[[Row], float]) -> dict[str, float]:
+    """Mean of ``value`` over each question's replies, by question id."""
+    groups: dict[str, list[float]] = defaultdict(list)
     for r in rows:
-        groups[str(key(r))].append(r["correct"])
-    def sort_key(s: str):
-        return (0, int(s.rstrip("+")), s) if s.rstrip("+").isdigit() else (1, 0, s)
-    return {g: _rate(sum(v), len(v)) for g, v in sorted(groups.items(), key=lambda kv: sort_key(kv[0]))}
+        groups[r["id"]].append(float(value(r)))
+    return {i: fmean(v) for i, v in groups.items()}
+
+
+def question_rate(rows: list[Row], value: Callable[[Row], float], cluster: Callable[[Row], str] | None = None,
+                  seed: int = 0) -> dict[str, Any]:
+    """{"n": questions, "k": sum of question scores, "rate", "ci95"} over the questions in ``rows``."""
+    scores = per_question(rows, value)
+    n = len(scores)
+    k = sum(scores.values())
+    if n == 0:
+        return {"n": 0, "k": 0, "rate": 0.0, "ci95": [0.0, 1.0]}
+    binary = all(s in (0.0, 1.0) for s in scores.values())
+    if binary and cluster is None:
+        lo, hi = wilson_ci(round(k), n)
+    else:
+        ids = sorted(scores)
+        labels = None
+        if cluster is not None:
+            first = {}
+            for r in rows:
+                first.setdefault(r["id"], cluster(r))
+            labels = [first[i] for i in ids]
+        _, lo, hi = mean_ci([scores[i] for i in ids], clusters=labels, n_boot=2000, seed=seed)
+    return {"n": n, "k": k, "rate": k / n, "ci95": [lo, hi]}
+
+
+def _natural(key: str) -> tuple:
+    """Numbers as numbers ("3+" after 3), strata in their natural order, anything else after."""
+    order = {"first": 0, "middle": 1, "last": 2}
+    stem = key.rstrip("+")
+    if stem.lstrip("-").isdigit():
+        return (0, int(stem), key)
+    return (1, order.get(key, 99), key)
+
+
+def _breakdown(rows: Iterable[Row], key: Callable[[Row], Any]) -> dict[str, Any]:
+    groups: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        groups[str(key(r))].append(r)
+    ordered = sorted(groups.items(), key=lambda kv: _natural(kv[0]))
+    return {g: question_rate(v, lambda r: r["correct"]) for g, v in ordered}
 
 
 def position_offset(word: str, k: int, predicted: str | None) -> str:
@@ -40,24 +85,31 @@ def position_offset(word: str, k: int, predicted: str | None) -> str:
     return f"{off:+d}" if off else "0"
 
 
-def joined_rows(questions: list[dict[str, Any]], predictions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def joined_rows(questions: list[Row], predictions: list[Row]) -> list[Row]:
     by_id = {q["id"]: q for q in questions}
     return [{**by_id[p["id"]], **p} for p in sorted(predictions, key=lambda p: (p["id"], p["sample"]))]
 
 
-def task_metrics(rows: list[dict[str, Any]], task: str) -> dict[str, Any]:
-    n = len(rows)
+def task_metrics(rows: list[Row], task: str, questions: list[Row]) -> dict[str, Any]:
     m: dict[str, Any] = {
-        "replies": n,
+        "replies": len(rows),
         "questions": len({r["id"] for r in rows}),
-        "accuracy": _rate(sum(r["correct"] for r in rows), n),
-        "no_answer": _rate(sum(r["parsed"] is None for r in rows), n),
-        "spelled_out": _rate(sum(r["spelled"] for r in rows), n),
-        "lenient_accuracy": _rate(sum(r["lenient_correct"] for r in rows), n),
+        "accuracy": question_rate(rows, lambda r: r["correct"]),
+        "no_answer": question_rate(rows, lambda r: r["parsed"] is None),
+        "ambiguous": question_rate(rows, lambda r: r.get("ambiguous", False)),
+        "spelled_out": question_rate(rows, lambda r: r["spelled"]),
+        "truncated": question_rate(rows, lambda r: r.get("truncated", False)),
+        "lenient_accuracy": question_rate(rows, lambda r: r["lenient_correct"]),
+        "baselines": baseline_accuracy(task, questions),
         "by_word_length": _breakdown(rows, lambda r: r["word_length"]),
         "by_word_tokens": _breakdown(rows, lambda r: r["word_tokens"]),
         "by_stratum": _breakdown(rows, lambda r: r["stratum"]),
     }
+    lengths: dict[str, list[int]] = defaultdict(list)
+    for q in questions:
+        lengths[q["stratum"]].append(q["word_length"])
+    m["word_length_by_stratum"] = {s: {"n": len(v), "mean": fmean(v), "min": min(v), "max": max(v)}
+                                   for s, v in sorted(lengths.items(), key=lambda kv: _natural(kv[0]))}
     if task == "position":
         m["by_k"] = _breakdown(rows, lambda r: r["k"])
         m["error_offsets"] = dict(sorted(Counter(
@@ -70,18 +122,20 @@ def task_metrics(rows: list[dict[str, Any]], task: str) -> dict[str, Any]:
         confusion: dict[str, Counter] = defaultdict(Counter)
         for r in rows:
             confusion[r["answer"]][r["parsed"] if r["parsed"] is not None else "none"] += 1
-        m["confusion"] = {t: dict(sorted(c.items())) for t, c in sorted(confusion.items())}
+        m["confusion"] = {t: dict(sorted(c.items())) for t, c in sorted(confusion.items(), key=lambda kv: int(kv[0]))}
     return m
 
 
-def compute_metrics(questions: list[dict[str, Any]], predictions: list[dict[str, Any]]) -> dict[str, Any]:
+def compute_metrics(questions: list[Row], predictions: list[Row]) -> dict[str, Any]:
     rows = joined_rows(questions, predictions)
     tasks = sorted({r["task"] for r in rows}, key=lambda t: ("position", "count", "length").index(t))
-    out: dict[str, Any] = {"tasks": {t: task_metrics([r for r in rows if r["task"] == t], t) for t in tasks}}
+    out: dict[str, Any] = {"tasks": {t: task_metrics([r for r in rows if r["task"] == t], t,
+                                                     [q for q in questions if q["task"] == t]) for t in tasks}}
+    word = lambda r: r["word"]  # noqa: E731 - one word can be asked about in both tasks: resample words
     out["overall"] = {
-        "accuracy": _rate(sum(r["correct"] for r in rows), len(rows)),
-        "no_answer": _rate(sum(r["parsed"] is None for r in rows), len(rows)),
-        "lenient_accuracy": _rate(sum(r["lenient_correct"] for r in rows), len(rows)),
+        "accuracy": question_rate(rows, lambda r: r["correct"], cluster=word),
+        "no_answer": question_rate(rows, lambda r: r["parsed"] is None, cluster=word),
+        "lenient_accuracy": question_rate(rows, lambda r: r["lenient_correct"], cluster=word),
     }
     return out
 
@@ -92,12 +146,17 @@ def _pct(r: dict[str, Any]) -> str:
 
 def metrics_table(metrics: dict[str, Any], title: str = "") -> str:
     lines = [f"### {title}" if title else "",
-             "| task | n | accuracy (strict) [95% CI] | no answer | spells word out | lenient accuracy |",
-             "|---|---|---|---|---|---|"]
+             "| task | questions | replies | accuracy (strict) [95% CI] | best trivial baseline | no answer | "
+             "ambiguous | spells word out | truncated | lenient accuracy (exploratory) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for task, m in metrics["tasks"].items():
-        lines.append(f"| {task} | {m['replies']} | {_pct(m['accuracy'])} | {100 * m['no_answer']['rate']:.1f}% | "
-                     f"{100 * m['spelled_out']['rate']:.1f}% | {_pct(m['lenient_accuracy'])} |")
+        b = m.get("baselines", {})
+        best = f"{100 * b['rules'][b['best']]['rate']:.1f}% ({b['best']})" if b.get("best") else ""
+        lines.append(f"| {task} | {m['questions']} | {m['replies']} | {_pct(m['accuracy'])} | {best} | "
+                     f"{100 * m['no_answer']['rate']:.1f}% | {100 * m['ambiguous']['rate']:.1f}% | "
+                     f"{100 * m['spelled_out']['rate']:.1f}% | {100 * m['truncated']['rate']:.1f}% | "
+                     f"{_pct(m['lenient_accuracy'])} |")
     o = metrics["overall"]
-    lines.append(f"| **all** | {o['accuracy']['n']} | {_pct(o['accuracy'])} | {100 * o['no_answer']['rate']:.1f}% "
-                 f"| | {_pct(o['lenient_accuracy'])} |")
-    return "\n".join(line for line in lines if line is not None).strip() + "\n"
+    lines.append(f"| **all** | {o['accuracy']['n']} | | {_pct(o['accuracy'])} | | {100 * o['no_answer']['rate']:.1f}% "
+                 f"| | | | {_pct(o['lenient_accuracy'])} |")
+    return "\n".join(lines).strip() + "\n"

@@ -4,6 +4,15 @@ Deterministic per seed. Strata are allocated exactly (largest remainder over the
 then assigned to words in a seeded order, so "first / middle / last" and "true count 0 / 1 /
 2 / 3+" appear in the configured proportions. Every field needed to audit a question is
 saved: the word, k or letter, the stratum, the true answer, word length and tokens.
+
+Count questions must not leak their answer through the asked letter. Drawing the letter from
+the word's own letters (count >= 1) or from the letters *not* in it (count 0) would make rare
+letters (j, q, x, z, ...) mark the zero stratum, and "rare letter -> 0, else 1" would beat any
+constant answer. So the letter is drawn first, from one distribution shared by every count
+stratum (shaped by the scarcest stratum, 3+, so mostly common letters; see _count_letter_plan),
+each stratum asks about each letter in the same proportion (+-1 question), and only then is a
+word with that letter count picked. The letter then says nothing about the true count; word length still
+does (a word with three e's is long), so metrics report word length per true count.
 """
 from __future__ import annotations
 
@@ -96,21 +105,66 @@ def _position_question(row, stratum, rng, cfg):
             "phrasing": f"{key}/{p}", "prompt": prompt, "answer": word[k - 1]}
 
 
-def _count_question(row, stratum, rng, cfg):
+def count_stratum(n: int) -> str:
+    return "3+" if n >= 3 else str(n)
+
+
+def _count_question(row, stratum, letter, rng, cfg):
     word = row["word"]
-    counts = Counter(word)
-    if stratum == "0":
-        choices = sorted(set(string.ascii_lowercase) - set(word))
-    elif stratum == "3+":
-        choices = sorted(c for c, m in counts.items() if m >= 3)
-    else:
-        choices = sorted(c for c, m in counts.items() if m == int(stratum))
-    if not choices:
-        return None
-    letter = rng.choice(choices)
     p = rng.randrange(len(cfg.phrasings["count"]))
     return {"task": "count", "stratum": stratum, "letter": letter, "phrasing": f"count/{p}",
-            "prompt": cfg.phrasings["count"][p].format(word=word, letter=letter), "answer": str(counts[letter])}
+            "prompt": cfg.phrasings["count"][p].format(word=word, letter=letter), "answer": str(word.count(letter))}
+
+
+def _count_letter_plan(rows: list[dict[str, Any]], strata: list[str], seed: int) -> dict[str, list[str]]:
+    """Per stratum, the letters its questions ask about, in a seeded order.
+
+    One letter distribution P for every stratum: P(c) proportional to min over strata of
+    (distinct words that can serve stratum s with letter c) / (questions in s). Then stratum s
+    asks n_s * P(c) questions about c (largest remainder), never more than it has words for, so
+    no (word, letter) question repeats. The scarcest stratum (3+) shapes P: mostly common letters.
+    """
+    from spelling_exp.data.templates import Cell, allocate
+
+    need = Counter(strata)
+    supply = {(s, c): 0 for s in need for c in string.ascii_lowercase}
+    for row in rows:
+        for c in string.ascii_lowercase:
+            s = count_stratum(row["word"].count(c))
+            if s in need:
+                supply[s, c] += 1
+    weight = {c: min(supply[s, c] / need[s] for s in need) for c in string.ascii_lowercase}
+    if sum(weight.values()) < 1:
+        scarce = min(need, key=lambda s: sum(supply[s, c] for c in string.ascii_lowercase) / need[s])
+        raise SizeError(f"eval: the hold-out words cannot serve count stratum '{scarce}' ({need[scarce]} questions) "
+                        "with the letter distribution shared by all strata; lower eval.n_questions, use more "
+                        "hold-out words, or change eval.count_strata")
+    letters = [c for c in string.ascii_lowercase if weight[c] > 0]
+    cells = [Cell(c, "", "", weight[c]) for c in letters]
+    total = sum(weight[c] for c in letters)
+    cells = [Cell(c.category, "", "", c.weight / total) for c in cells]
+    plan = {}
+    for s in sorted(need):
+        seq = [c.category for c, k in zip(cells, allocate(cells, need[s])) for _ in range(k)]
+        seeded_rng(seed, f"count-letters:{s}").shuffle(seq)
+        plan[s] = seq
+    return plan
+
+
+def _count_questions(rows: list[dict[str, Any]], strata: list[str], rng, cfg: Any) -> list[dict[str, Any]]:
+    plan = {s: iter(seq) for s, seq in _count_letter_plan(rows, strata, cfg.seed).items()}
+    pools: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    out = []
+    for s in strata:
+        letter = next(plan[s])
+        if (s, letter) not in pools:  # the words with this letter count, in a seeded order; each used once
+            pool = [r for r in rows if count_stratum(r["word"].count(letter)) == s]
+            seeded_rng(cfg.seed, f"count-words:{s}:{letter}").shuffle(pool)
+            pools[s, letter] = pool
+        row = pools[s, letter].pop()
+        out.append({"word": row["word"], **_count_question(row, s, letter, rng, cfg),
+                    "word_length": len(row["word"]), "word_tokens": row.get("n_tokens")})
+    return out
 
 
 def _length_question(row, rng, cfg):
@@ -125,8 +179,6 @@ def _ask(task: str, row: dict[str, Any], stratum: str, rng, cfg: Any) -> dict[st
         if stratum == "middle" and len(row["word"]) < 3:
             return None
         q = _position_question(row, stratum, rng, cfg)
-    elif task == "count":
-        q = _count_question(row, stratum, rng, cfg)
     else:
         q = _length_question(row, rng, cfg)
     if q is None:
@@ -143,10 +195,12 @@ def build_questions(holdout_rows: list[dict[str, Any]], cfg: Any) -> list[dict[s
     out: list[dict[str, Any]] = []
     for task in cfg.tasks:
         rng = seeded_rng(cfg.seed, f"questions:{task}")
+        if task == "count":
+            strata = _strata_sequence(cfg.count_strata, COUNT_STRATA, cfg.n_questions, rng)
+            out += [{"id": f"count-{i:05d}", **q} for i, q in enumerate(_count_questions(rows, strata, rng, cfg))]
+            continue
         if task == "position":
             strata = _strata_sequence(cfg.position_strata, POSITION_STRATA, cfg.n_questions, rng)
-        elif task == "count":
-            strata = _strata_sequence(cfg.count_strata, COUNT_STRATA, cfg.n_questions, rng)
         else:
             strata = ["all"] * cfg.n_questions
         # Each stratum walks its own seeded word order; words that cannot serve it (no letter

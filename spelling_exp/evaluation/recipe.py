@@ -38,7 +38,7 @@ from spelling_exp.storage.io import (
 )
 
 log = logging.getLogger(__name__)
-EVAL_FORMAT_VERSION = 1  # bump when parsing or scoring changes: invalidates cached evaluations
+EVAL_FORMAT_VERSION = 2  # bump when parsing or scoring changes: invalidates cached evaluations
 EVAL_FILES = ("questions.jsonl", "predictions.jsonl", "metrics.json", "metrics.md")
 
 
@@ -56,7 +56,7 @@ def score(q: dict[str, Any], reply: str) -> dict[str, Any]:
         p = parse_number(reply, q["word"], q["letter"])
     else:
         p = parse_number(reply, q["word"])
-    return {"parsed": p.value, "lenient": p.lenient, "spelled": p.spelled,
+    return {"parsed": p.value, "lenient": p.lenient, "spelled": p.spelled, "ambiguous": p.ambiguous,
             "correct": p.value == q["answer"], "lenient_correct": p.lenient == q["answer"]}
 
 
@@ -74,18 +74,25 @@ def adapter_fingerprint(adapter: str | None) -> str | None:
 
 
 def eval_payload(eval_cfg: EvalConfig, model: ModelConfig, questions_sha: str, adapter: str | None) -> dict[str, Any]:
+    """Everything that determines an evaluation's replies: its cache key, and (less the adapter)
+    the identity two evaluations must share to be compared."""
     e = eval_cfg
+    generation = {"backend": str(e.backend), "sampling": asdict(e.sampling), "n_samples": e.n_samples,
+                  "batch_size": e.batch_size, "max_new_tokens": e.max_new_tokens, "seed": e.seed}
+    if adapter:
+        generation["merge_adapter"] = e.merge_adapter
     return {
         "format": EVAL_FORMAT_VERSION,
         "model": model.identity(),
         "adapter": adapter_fingerprint(adapter),
         "questions_sha256": questions_sha,
-        "generation": {"backend": str(e.backend), "sampling": asdict(e.sampling), "n_samples": e.n_samples,
-                       "batch_size": e.batch_size, "max_new_tokens": e.max_new_tokens, "seed": e.seed},
+        "split": str(e.split),
+        "generation": generation,
     }
 
 
-PREDICTION_FIELDS = ("id", "sample", "batch", "reply", "parsed", "lenient", "spelled", "correct", "lenient_correct")
+PREDICTION_FIELDS = ("id", "sample", "batch", "reply", "truncated", "parsed", "lenient", "spelled", "ambiguous",
+                     "correct", "lenient_correct")
 
 
 def _load_complete_batches(pred_path: Path, batches: list[list[int]], questions: list[dict[str, Any]],
@@ -158,8 +165,9 @@ def run_predictions(eval_cfg: EvalConfig, backend: Any, out: Path, questions: li
             new = []
             for i, samples in zip(idx, replies):
                 for s, reply in enumerate(samples):
-                    new.append({"id": questions[i]["id"], "sample": s, "batch": b, "reply": reply,
-                                **score(questions[i], reply), "prompt_rendered": prompts[i]})
+                    new.append({"id": questions[i]["id"], "sample": s, "batch": b, "reply": reply.text,
+                                "truncated": reply.truncated, **score(questions[i], reply.text),
+                                "prompt_rendered": prompts[i]})
             f.write("".join(canonical_json(r) + "\n" for r in new))
             f.flush()
             os.fsync(f.fileno())
@@ -188,7 +196,8 @@ def evaluate(eval_cfg: EvalConfig, model: ModelConfig, holdout_path: Path, out: 
         predictions = run_predictions(eval_cfg, backend, out, questions, key)
         metrics = compute_metrics(questions, predictions)
         metrics["meta"] = {"key": key, "model": model.name, "adapter": adapter, "split": str(eval_cfg.split),
-                           "sampling": asdict(eval_cfg.sampling), "n_samples": eval_cfg.n_samples}
+                           "sampling": asdict(eval_cfg.sampling), "n_samples": eval_cfg.n_samples,
+                           "identity": payload}
         atomic_write_json(out / "metrics.json", metrics)
         atomic_write_text(out / "metrics.md", metrics_table(metrics, title or out.name))
 

@@ -37,6 +37,12 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
+def torch_float32() -> Any:
+    import torch
+
+    return torch.float32
+
+
 def resolve_dtype(dtype: str, device: str) -> Any:
     import torch
 
@@ -103,10 +109,14 @@ def gguf_to_safetensors(gguf: Path, cache_dir: str | os.PathLike, model_cfg: Any
 
 
 def load_model(model_cfg: Any, cache_dir: str | os.PathLike, adapter_path: str | None = None,
-               for_training: bool = False) -> tuple[Any, Any, str]:
+               for_training: bool = False, merge_adapter: bool = False) -> tuple[Any, Any, str]:
     """(model, tokenizer, device). The tokenizer is left-padding, for generation.
 
-    ``adapter_path``: a LoRA adapter to apply (merged for inference, trainable for training).
+    ``adapter_path``: a LoRA adapter to apply: trainable for training; for inference it stays
+    unmerged (the LoRA path runs beside the base weights) unless ``merge_adapter``. Merging folds
+    B @ A into the base weights *in their dtype*: in bf16 (8 bits of mantissa) a delta smaller
+    than ~1/256 of a weight rounds away, so a small-scale adapter would be evaluated as partly
+    undone. Merging is therefore allowed only for float32 weights, where it is exact to ~1e-7.
     """
     from transformers import AutoModelForCausalLM
 
@@ -135,8 +145,11 @@ def load_model(model_cfg: Any, cache_dir: str | os.PathLike, adapter_path: str |
         if not (Path(adapter) / "adapter_config.json").is_file():
             raise ModelLoadError(f"no LoRA adapter at {adapter} (adapter_config.json missing)")
         model = PeftModel.from_pretrained(model, adapter, is_trainable=for_training)
-        if not for_training:
-            model = model.merge_and_unload()  # plain weights: faster generation
+        if merge_adapter and not for_training:
+            if dtype != torch_float32():
+                raise ModelLoadError(f"eval.merge_adapter=true with {str(dtype).removeprefix('torch.')} weights would "
+                                     "round the LoRA delta away; set model.dtype=float32 or eval.merge_adapter=false")
+            model = model.merge_and_unload()
     model.to(device)
     if not for_training:
         # No global torch.set_grad_enabled(False): training may follow in the same process.

@@ -32,7 +32,7 @@ def run_compare_stage(ctx: RunContext) -> dict[str, Any]:
     print(table)
     flat = {}
     for task, e in result["tasks"].items():
-        for k in ("base", "adapter", "diff", "p_mcnemar"):
+        for k in ("base", "adapter", "diff", "p", "p_holm", "mde80"):
             flat[f"compare/{task}/{k}"] = e["strict"][k]
         flat[f"compare/{task}/lenient_diff"] = e["lenient"]["diff"]
     ctx.tracker.log(flat)

@@ -22,16 +22,17 @@ def _track(ctx: RunContext, result: EvalResult, label: str) -> None:
     m = result.metrics
     flat = {}
     for task, t in m["tasks"].items():
-        for name in ("accuracy", "no_answer", "spelled_out", "lenient_accuracy"):
+        for name in ("accuracy", "no_answer", "ambiguous", "spelled_out", "truncated", "lenient_accuracy"):
             flat[f"{label}/{task}/{name}"] = t[name]["rate"]
     flat[f"{label}/overall/accuracy"] = m["overall"]["accuracy"]["rate"]
     ctx.tracker.log(flat)
     ctx.tracker.summary(flat)
     questions = {q["id"]: q for q in iter_jsonl(result.dir / "questions.jsonl")}
-    cols = ["id", "task", "word", "prompt", "answer", "sample", "reply", "parsed", "lenient", "spelled", "correct"]
+    cols = ["id", "task", "word", "prompt", "answer", "sample", "reply", "truncated", "parsed", "ambiguous", "lenient",
+            "spelled", "correct"]
     rows = [[p["id"], questions[p["id"]]["task"], questions[p["id"]]["word"], questions[p["id"]]["prompt"],
-             questions[p["id"]]["answer"], p["sample"], p["reply"], p["parsed"], p["lenient"], p["spelled"],
-             p["correct"]] for p in iter_jsonl(result.dir / "predictions.jsonl")]
+             questions[p["id"]]["answer"], p["sample"], p["reply"], p["truncated"], p["parsed"], p["ambiguous"],
+             p["lenient"], p["spelled"], p["correct"]] for p in iter_jsonl(result.dir / "predictions.jsonl")]
     ctx.tracker.table(f"{label}/predictions", cols, rows)
 
 

@@ -36,3 +36,23 @@ def run_cli(*args: str, cache: Path | None = None, timeout: int = 600, env: dict
     e.update(env or {})
     return subprocess.run([python, "-m", "spelling_exp", *args], cwd=cwd, env=e,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def make_random_adapter(out: Path, cache_dir: Path, scale: float = 0.05, seed: int = 0) -> Path:
+    """A LoRA adapter for the embedded SmolLM2 with small random A and B (PEFT's default init
+    has B = 0, a no-op), saved to ``out``: enough to change some greedy replies, not all."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from spelling_exp.model.loading import load_model
+
+    model, _, _ = load_model(make_config().model, cache_dir, for_training=True)
+    torch.manual_seed(seed)
+    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                            init_lora_weights=False))
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.mul_(scale)
+    peft.save_pretrained(str(out))
+    return out

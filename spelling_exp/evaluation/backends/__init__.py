@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from spelling_exp.config import EvalBackend, EvalConfig, ModelConfig
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str  # special tokens stripped
+    truncated: bool  # generation hit max_new_tokens before the end-of-turn token
 
 
 class GenerationBackend(Protocol):
@@ -27,8 +34,8 @@ class GenerationBackend(Protocol):
         """Token counts of rendered prompts, used to group prompts of similar length into batches."""
         ...
 
-    def generate(self, prompts: Sequence[str], seed: int) -> list[list[str]]:
-        """For each prompt, ``n_samples`` replies (special tokens stripped). Same seed, same replies."""
+    def generate(self, prompts: Sequence[str], seed: int) -> list[list[Reply]]:
+        """For each prompt, ``n_samples`` replies, each saying whether it was cut off. Same seed, same replies."""
         ...
 
 
@@ -40,4 +47,4 @@ def make_backend(eval_cfg: EvalConfig, model: ModelConfig, adapter: str | None, 
     module, _, cls = BACKENDS[eval_cfg.backend].partition(":")
     return getattr(importlib.import_module(module), cls)(
         model, sampling=eval_cfg.sampling, max_new_tokens=eval_cfg.max_new_tokens, n_samples=eval_cfg.n_samples,
-        adapter=adapter, cache_dir=cache_dir)
+        adapter=adapter, cache_dir=cache_dir, merge_adapter=eval_cfg.merge_adapter)

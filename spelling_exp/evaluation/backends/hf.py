@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from spelling_exp.config import ModelConfig, SamplingConfig
+from spelling_exp.evaluation.backends import Reply
 from spelling_exp.model.chat import build_messages, render_chat
 
 
@@ -12,10 +13,10 @@ class HFBackend:
     name = "hf"
 
     def __init__(self, model: ModelConfig, sampling: SamplingConfig, max_new_tokens: int, n_samples: int = 1,
-                 adapter: str | None = None, cache_dir: str | None = None):
+                 adapter: str | None = None, cache_dir: str | None = None, merge_adapter: bool = False):
         from spelling_exp.model.tokenizer import load_tokenizer
 
-        self.model_cfg, self.adapter, self.cache_dir = model, adapter, cache_dir
+        self.model_cfg, self.adapter, self.cache_dir, self.merge_adapter = model, adapter, cache_dir, merge_adapter
         self.tok = load_tokenizer(model, cache_dir)  # cheap (cached); the weights wait for generate()
         self.max_new_tokens, self.n_samples = max_new_tokens, n_samples
         if sampling.greedy:
@@ -37,14 +38,15 @@ class HFBackend:
     def _load(self) -> Any:
         from spelling_exp.model.loading import load_model
 
-        model, self.tok, self.device = load_model(self.model_cfg, self.cache_dir, adapter_path=self.adapter)
+        model, self.tok, self.device = load_model(self.model_cfg, self.cache_dir, adapter_path=self.adapter,
+                                                  merge_adapter=self.merge_adapter)
         self.tok.padding_side = "left"
         eos = {self.tok.eos_token_id} | set(_as_list(model.generation_config.eos_token_id))
         self.gen_kwargs["eos_token_id"] = sorted(i for i in eos if i is not None)
         self.gen_kwargs["pad_token_id"] = self.tok.pad_token_id
         return model
 
-    def generate(self, prompts: Sequence[str], seed: int) -> list[list[str]]:
+    def generate(self, prompts: Sequence[str], seed: int) -> list[list[Reply]]:
         import torch
 
         if self._model is None:
@@ -54,9 +56,15 @@ class HFBackend:
         with torch.inference_mode():
             out = self._model.generate(**enc, max_new_tokens=self.max_new_tokens,
                                        num_return_sequences=self.n_samples, **self.gen_kwargs)
-        texts = self.tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        new = out[:, enc["input_ids"].shape[1]:]
+        texts = self.tok.batch_decode(new, skip_special_tokens=True)
+        # A reply ended properly when an end-of-turn token appears among its new tokens; padding
+        # after it is pad_token_id. Without one it ran into max_new_tokens and was cut off.
+        eos = torch.tensor(self.gen_kwargs["eos_token_id"], device=new.device)
+        finished = torch.isin(new, eos).any(dim=1).tolist()
+        replies = [Reply(t, not f) for t, f in zip(texts, finished)]
         n = self.n_samples
-        return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
+        return [replies[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 
 def _as_list(x: Any) -> list:
