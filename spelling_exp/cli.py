@@ -86,17 +86,22 @@ def validate_config(config: Config, run_dir: Path) -> None:
     if m.gguf_file:
         gguf_path(m.path, m.gguf_file)
     stages = set(selected_stages(config))
-    if stages & {Stage.data, Stage.eval, Stage.eval_base, Stage.eval_adapter, Stage.train}:
+    evals = {Stage.eval, Stage.eval_base, Stage.eval_adapter, Stage.eval_control}
+    if stages & (evals | {Stage.data, Stage.train, Stage.train_control}):
         validate_data_config(config.data, config.template)
-    if stages & {Stage.eval, Stage.eval_base, Stage.eval_adapter}:
+    if stages & evals:
         validate_eval_config(config.eval)
+        if config.eval.questions_file:  # parse and verify every answer now; the overlap check needs the data
+            from spelling_exp.evaluation.external import read_questions_file
+
+            read_questions_file(config.eval)
         if config.eval.merge_adapter and str(m.dtype) in ("bfloat16", "float16"):
             raise ConfigError(f"eval.merge_adapter=true with model.dtype={m.dtype} would round the LoRA delta away; "
                               "set model.dtype=float32 or eval.merge_adapter=false")
     adapter = config.eval.adapter_path
     if Stage.eval in stages and adapter and not (Path(adapter) / "adapter_config.json").is_file():
         raise ConfigError(f"eval.adapter_path={adapter}: no LoRA adapter there (adapter_config.json missing)")
-    if Stage.train in stages:
+    if stages & {Stage.train, Stage.train_control}:
         validate_train_config(config.train, config.lora)
     if Stage.compare in stages and not config.sweep_dir:
         c = config.compare
@@ -107,6 +112,8 @@ def validate_config(config: Config, run_dir: Path) -> None:
             if not path and stage not in stages and not (run_dir / stage / "metrics.json").is_file():
                 raise ConfigError(f"stage=compare: no {stage} evaluation in {run_dir}; set {key}=<eval dir> "
                                   f"(and the other of compare.base / compare.adapter), or run {stage} first")
+        if c.control and not (Path(c.control) / "metrics.json").is_file():
+            raise ConfigError(f"compare.control={c.control}: no finished evaluation there (metrics.json missing)")
 
 
 def run_dir_of(cfg: DictConfig) -> Path:

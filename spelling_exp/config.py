@@ -54,6 +54,14 @@ class OnOverlap(StrEnum):
     error = "error"  # refuse a contaminated list
 
 
+class Spellings(StrEnum):
+    real = "real"  # each word's real spelling: the treatment
+    # Each word's letters in a seeded wrong order: the placebo control. Same templates, words,
+    # separators and steps, so it exposes the model to the same answer format without teaching
+    # a single true spelling.
+    shuffled = "shuffled"
+
+
 class TrainBackend(StrEnum):
     auto = "auto"  # unsloth when CUDA + unsloth are available, else peft
     peft = "peft"
@@ -81,11 +89,26 @@ class Task(StrEnum):
     position = "position"
     count = "count"
     length = "length"  # optional: a control for "knows how long the word is"
+    # Only from an external question set (eval.questions_file, e.g. CharBench's find_first /
+    # find_last_occurrence): the index of a letter's first or last occurrence. Not a generated task.
+    occurrence = "occurrence"
 
 
 class Split(StrEnum):
     test = "test"
     validation = "validation"
+
+
+class QuestionsFormat(StrEnum):  # eval.questions_format; see evaluation/external.py
+    auto = "auto"  # by extension: .jsonl / .json -> jsonl, .csv -> charbench
+    jsonl = "jsonl"  # one question per line: {id, task, word, k | letter, answer, prompt?, stratum?}
+    charbench = "charbench"  # CSV with columns question, answer, word, character, task
+
+
+class QuestionsOverlap(StrEnum):  # eval.on_overlap: external questions whose word is a training word
+    drop = "drop"  # remove those questions (the count is reported)
+    error = "error"  # refuse the file, naming the words
+    keep = "keep"  # evaluate every question and report how many words overlap (a base model on a published set)
 
 
 class EvalBackend(StrEnum):
@@ -109,6 +132,8 @@ class Stage(StrEnum):
     eval_base = "eval_base"
     train = "train"
     eval_adapter = "eval_adapter"  # the adapter trained in this run dir
+    train_control = "train_control"  # the placebo adapter: trained like `train` on shuffled spellings
+    eval_control = "eval_control"  # the placebo adapter trained in this run dir
     compare = "compare"
     report = "report"
 
@@ -169,6 +194,9 @@ class ExamplesConfig:
     n_val: int = 500
     # Training words are drawn without replacement; reuse lets n_train exceed the word count.
     reuse_words: bool = False
+    # real: the spelling adapter's data; shuffled: the placebo control's (the train_control
+    # stage sets it; everything else about the data stays identical).
+    spellings: Spellings = Spellings.real
 
 
 @dataclass
@@ -185,6 +213,9 @@ class HoldoutConfig:
     exclude_substrings: list[str] = field(default_factory=lambda: ["nigger", "nigga", "faggot"])
     n_validation: int = 200
     n_test: int = 1000
+    # Contamination labels to remove from the candidates before sampling: substring, inflection
+    # (see data/contamination.py). Every hold-out row carries its label either way.
+    exclude: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -295,6 +326,13 @@ class EvalConfig:
     merge_adapter: bool = False
     # Reuse a finished evaluation with the same key (model, adapter, questions, sampling) from the cache.
     use_cache: bool = True
+    # An external question set instead of generated questions (evaluation/external.py); null:
+    # generate from the hold-out words. With a file, the file's questions are the evaluation:
+    # eval.tasks / n_questions / split / strata do not apply.
+    questions_file: str | None = None
+    questions_format: QuestionsFormat = QuestionsFormat.auto
+    # External questions whose word is a training word (an extracted English token).
+    on_overlap: QuestionsOverlap = QuestionsOverlap.drop
 
 
 @dataclass
@@ -302,6 +340,9 @@ class CompareConfig:
     # Eval directories to compare; null means <run_dir>/eval_base and <run_dir>/eval_adapter.
     base: str | None = None
     adapter: str | None = None
+    # The placebo adapter's evaluation; null means <run_dir>/eval_control when it exists. With it,
+    # spelling vs placebo is the headline comparison.
+    control: str | None = None
     n_bootstrap: int = 10000
     seed: int = 0
 

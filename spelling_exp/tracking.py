@@ -60,8 +60,9 @@ class WandbTracker(Tracker):
                               reinit="finish_previous")
         # Training curves use their own x-axis, so stages logging before/after training never
         # collide with W&B's monotonic step counter.
-        self.run.define_metric("train/global_step")
-        self.run.define_metric("train/*", step_metric="train/global_step")
+        for arm in ("train", "train_control"):  # the spelling adapter and the placebo control
+            self.run.define_metric(f"{arm}/global_step")
+            self.run.define_metric(f"{arm}/*", step_metric=f"{arm}/global_step")
         self.run_dir = run_dir
         self.mode = mode
         log.info("W&B run %s (%s) in %s", self.run.id, mode, wdir)

@@ -6,6 +6,7 @@ import pytest
 from helpers import CONF, ROOT, compose_config, make_config, run_cli
 from omegaconf import OmegaConf
 
+import spelling_exp.config as cfgmod
 from spelling_exp.config import Config
 
 GROUP_DIRS = sorted(p for p in CONF.rglob("*") if p.is_dir() and p.relative_to(CONF).parts[0]
@@ -102,19 +103,25 @@ def test_default_composition_is_the_schema():
     assert dataclasses.asdict(make_config().eval)["batch_size"] == Config().eval.batch_size
 
 
+def _choices(enum) -> str:
+    """How OmegaConf lists an enum's members in its error: "[a, b, c]"."""
+    return "[" + ", ".join(m.name for m in enum) + "]"
+
+
 @pytest.mark.parametrize("override,key,choices", [
-    ("train.precision=bf17", "train.precision", "[auto, bf16, fp16, fp32]"),
-    ("train.backend=unslot", "train.backend", "[auto, peft, unsloth]"),
+    ("train.precision=bf17", "train.precision", _choices(cfgmod.Precision)),
+    ("train.backend=unslot", "train.backend", _choices(cfgmod.TrainBackend)),
     ("train.lr_scheduler=cosin", "train.lr_scheduler", "cosine"),
-    ("eval.backend=vlm", "eval.backend", "[hf]"),
-    ("eval.split=dev", "eval.split", "[test, validation]"),
-    ("eval.tasks=[position,spelling]", "eval.tasks", "[position, count, length]"),
-    ("data.holdout.on_overlap=ignore", "data.holdout.on_overlap", "[drop, error]"),
-    ("data.holdout.source=url", "data.holdout.source", "[english_words, file]"),
-    ("model.family=qwen4", "model.family", "[qwen3, smollm2, generic]"),
-    ("model.dtype=bf16", "model.dtype", "[auto, float32, bfloat16, float16]"),
-    ("logger.mode=onlin", "logger.mode", "[offline, online, disabled]"),
-    ("stage=nope", "stage", "[data, eval, eval_base, train, eval_adapter, compare, report]"),
+    ("eval.backend=vlm", "eval.backend", _choices(cfgmod.EvalBackend)),
+    ("eval.split=dev", "eval.split", _choices(cfgmod.Split)),
+    ("eval.tasks=[position,spelling]", "eval.tasks", _choices(cfgmod.Task)),
+    ("data.holdout.on_overlap=ignore", "data.holdout.on_overlap", _choices(cfgmod.OnOverlap)),
+    ("data.holdout.source=url", "data.holdout.source", _choices(cfgmod.HoldoutSource)),
+    ("data.examples.spellings=true", "data.examples.spellings", _choices(cfgmod.Spellings)),
+    ("model.family=qwen4", "model.family", _choices(cfgmod.ModelFamily)),
+    ("model.dtype=bf16", "model.dtype", _choices(cfgmod.DType)),
+    ("logger.mode=onlin", "logger.mode", _choices(cfgmod.WandbMode)),
+    ("stage=nope", "stage", _choices(cfgmod.Stage)),
 ])
 def test_fixed_choice_typo_fails_at_composition(override, key, choices, tmp_path):
     r = run_cli(override, f"output_dir={tmp_path}/run")
@@ -167,3 +174,14 @@ def test_later_stage_config_errors_fail_before_the_first_stage(overrides, messag
     assert r.returncode == 2, r.stderr[-2000:]
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_env_example_lists_every_environment_variable_the_project_reads():
+    import re
+
+    text = "\n".join(p.read_text() for p in [*(ROOT / "spelling_exp").rglob("*.py"), *CONF.rglob("*.yaml")])
+    read = set(re.findall(r"oc\.env:([A-Z_]+)", text)) | set(re.findall(r"environ(?:\.get)?[\[(]\"([A-Z_]+)\"", text))
+    # HOME is the fallback of the cache dir; WANDB_*_DIR are set by the project, per run dir.
+    read -= {"HOME", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"}
+    listed = set(re.findall(r"^# ([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert read and read <= listed, sorted(read - listed)

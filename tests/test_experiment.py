@@ -7,11 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, run_cli
+from helpers import ROOT, make_config, run_cli
 from helpers.wandb_records import summarize
+
+from spelling_exp.data.build import prepare_data
 
 SMOKE = ["+experiment=smoke"]
 pytestmark = pytest.mark.slow
@@ -186,3 +189,54 @@ def test_moved_run_dir_still_reports(smoke_run, tmp_path):
     r = run_cli(*SMOKE, "stage=report", f"output_dir={moved}")
     assert r.returncode == 0, r.stderr[-3000:]
     assert (moved / "report" / "report.html").is_file() and "McNemar p" in r.stdout
+
+
+def test_smoke_with_placebo_control_arm_gives_a_three_way_report(smoke_run, tmp_path):
+    """The control arm: a placebo adapter trained exactly like the spelling adapter on shuffled
+    spellings, evaluated on the same questions; the base evaluation is shared (from the cache)
+    and the report's headline is spelling vs placebo."""
+    out = tmp_path / "ctl"
+    stages = "stages=[data,eval_base,train,train_control,eval_adapter,eval_control,compare,report]"
+    r = run_cli(*SMOKE, stages, f"output_dir={out}")
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "evaluation eval_base reused from cache" in r.stdout + r.stderr
+    for d in ("train/adapter", "train_control/adapter", "eval_control"):
+        assert (out / d).is_dir(), d
+    real = (out / "train" / "adapter" / "adapter_model.safetensors").read_bytes()
+    placebo = (out / "train_control" / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert real != placebo  # a different adapter, not a copy
+    # Same questions for all three models, and the same training recipe for both adapters.
+    q = [(out / d / "questions.jsonl").read_text() for d in ("eval_base", "eval_adapter", "eval_control")]
+    assert q[0] == q[1] == q[2]
+    ti = [json.loads((out / d / "adapter" / "train_info.json").read_text()) for d in ("train", "train_control")]
+    assert ti[0]["steps"] == ti[1]["steps"]
+    c = json.loads((out / "compare" / "comparison.json").read_text())
+    assert c["headline"] == "spelling_vs_placebo"
+    sp = c["control"]["spelling_vs_placebo"]
+    for task in ("position", "count"):
+        s = sp["tasks"][task]["strict"]
+        assert s["analysis"] == "primary" and "p_holm" in s
+        assert s["diff"] == pytest.approx(s["adapter"] - s["base"])
+        assert c["tasks"][task]["strict"]["analysis"] == "secondary"
+        # the three accuracies agree across the three pairings
+        assert s["base"] == c["control"]["placebo_vs_base"]["tasks"][task]["strict"]["adapter"]
+        assert s["adapter"] == c["tasks"][task]["strict"]["adapter"]
+    md = (out / "report" / "report.md").read_text()
+    assert md.index("Spelling vs placebo") < md.index("Spelling adapter vs base model") < md.index("## Plots")
+    assert "| position (strict) | primary |" in md
+    assert "== Answer: base vs placebo vs spelling adapter" in r.stdout
+    # The placebo data (built by the run, so a cache hit here): the same examples, words,
+    # templates and separators, each word's letters in a wrong order; the same hold-out.
+    cfg = make_config(*SMOKE)
+    shuffled = replace(cfg.data, examples=replace(cfg.data.examples, spellings="shuffled"))
+    real_data = prepare_data(cfg.data, cfg.template, cfg.model, cfg.paths.cache_dir)
+    placebo_data = prepare_data(shuffled, cfg.template, cfg.model, cfg.paths.cache_dir)
+    assert real_data.cache_hit and placebo_data.cache_hit and real_data.key != placebo_data.key
+    for name in ("holdout_test.jsonl", "holdout_validation.jsonl"):
+        assert (real_data.dir / name).read_bytes() == (placebo_data.dir / name).read_bytes()
+    rows = [[json.loads(line) for line in open(d.dir / "examples_train.jsonl")] for d in (real_data, placebo_data)]
+    assert len(rows[0]) == len(rows[1])
+    for a, b in zip(*rows):
+        assert (a["word"], a["template_id"], a["separator"]) == (b["word"], b["template_id"], b["separator"])
+        if len(set(a["word"])) > 1:
+            assert a["assistant"] + a["user"] != b["assistant"] + b["user"]

@@ -269,7 +269,7 @@ def test_sweep_page_renders_real_tables_with_matching_columns(tmp_path):
                                "position: p | count: base |")
     assert len({_md_cells(line) for line in table}) == 1  # header, separator and rows agree
     page = (sweep / "comparison.html").read_text()
-    assert "<table>" in page and "<pre>" not in page and "| ---" not in page and "|---" not in page
+    assert "<table>" in page and "<pre># " not in page and "| ---" not in page and "|---" not in page
     assert "<h1>Sweep comparison" in page
     parsed = _parse(page)
     (t,) = parsed.tables

@@ -116,7 +116,7 @@ def test_failed_job_does_not_stop_the_sweep(tmp_path, cache_dir):
     assert "already complete; skipping" in (sweep / "0" / "smoke.log").read_text()
 
 
-def _fake_job(sweep, num, overrides, adapter_acc, base_acc=0.2):
+def _fake_job(sweep, num, overrides, adapter_acc, base_acc=0.2, split="validation"):
     """A finished job dir as the pipeline writes it (only the files the sweep report reads)."""
     j = sweep / str(num)
     (j / ".hydra").mkdir(parents=True)
@@ -130,7 +130,8 @@ def _fake_job(sweep, num, overrides, adapter_acc, base_acc=0.2):
                                "test": "mcnemar_exact"},
                     "lenient": {"diff": 0.0}, "no_answer": {"base": 0.1, "adapter": 0.1}}
     (j / "eval_adapter" / "metrics.json").write_text(json.dumps(
-        {"tasks": {t: {"accuracy": {"ci95": [adapter_acc - 0.05, adapter_acc + 0.05]}} for t in tasks}}))
+        {"tasks": {t: {"accuracy": {"ci95": [adapter_acc - 0.05, adapter_acc + 0.05]}} for t in tasks},
+         "meta": {"split": split}}))
     (j / "compare").mkdir()
     (j / "compare" / "comparison.json").write_text(json.dumps(
         {"adapter_dir": str(j / "eval_adapter"), "tasks": tasks}))
@@ -157,6 +158,26 @@ def test_seed_sweep_report_aggregates_mean_and_t_interval(tmp_path):
     md = (sweep / "comparison.md").read_text()
     assert "## Aggregated over seeds" in md and "| 4 | 3 |" in md
     assert len((sweep / "comparison.csv").read_text().splitlines()) == 7
+
+
+@pytest.mark.parametrize("split", ["validation", "test"])
+def test_sweep_report_selects_on_validation_and_prints_the_one_test_command(tmp_path, split):
+    from spelling_exp.analysis.sweep_report import write_sweep_report
+
+    sweep = tmp_path / "rank"
+    for n, (r, acc) in enumerate(((4, 0.30), (8, 0.45), (16, 0.40))):
+        _fake_job(sweep, n, ["+experiment=smoke", f"lora.r={r}", f"eval.split={split}"], acc, split=split)
+    (sweep / "multirun.yaml").write_text("hydra:\n  overrides:\n    task:\n    - +experiment=smoke\n"
+                                         "    - +sweep=lora_rank\n")
+    write_sweep_report(sweep)
+    sel = json.loads((sweep / "comparison.json").read_text())["selected"]
+    assert sel["job"] == "1" and sel["params"]["lora.r"] == 8 and sel["on_validation"] == (split == "validation")
+    # one command: the sweep preset, the winner's overrides, the test split, its own output dir
+    assert sel["command"] == (f"python -m spelling_exp +sweep=lora_rank +experiment=smoke lora.r=8 eval.split=test "
+                              f"output_dir={sweep / 'test_1'}")
+    md = (sweep / "comparison.md").read_text()
+    assert "## Selected configuration" in md and sel["command"] in md
+    assert ("Warning" in md) == (split == "test")
 
 
 def test_compare_stage_on_a_sweep_dir(tmp_path):

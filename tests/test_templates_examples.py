@@ -106,3 +106,13 @@ def test_user_adds_template_and_mix_with_yaml_only(tmp_path):
     ex = _gen(cfg, n=20)
     assert {e["template_id"] for e in ex} == {"my_t"}
     assert ex[0]["assistant"] == " / ".join(ex[0]["word"])
+
+
+def test_placebo_spelling_is_seeded_same_letters_never_the_true_order():
+    from spelling_exp.data.examples import placebo_spelling
+
+    for w in ("pelican", "strawberry", "ab", "aab", "hello"):
+        p = placebo_spelling(w, 0)
+        assert sorted(p) == sorted(w) and p != w and p == placebo_spelling(w, 0)
+    assert placebo_spelling("aaa", 0) == "aaa"  # nothing to permute
+    assert len({placebo_spelling("pelican", s) for s in range(10)}) > 1

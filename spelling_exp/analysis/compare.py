@@ -14,6 +14,8 @@ and both evaluations answered the same questions, so everything is paired per qu
 - Minimum detectable effect: the difference this n could detect with 80% power at Holm's
   strictest level (alpha / 2 for two co-primary tasks), from the observed discordance, so a
   "no significant difference" says how large a difference it could have seen.
+- Contamination: beside the whole hold-out, the same paired difference on the *clean* words
+  only (no trained word inside or around them, data/contamination.py), exploratory.
 
 Two evaluations are compared only when they share their identity (model, questions, split,
 backend, sampling, max_new_tokens, n_samples, seed): anything but the adapter differing is
@@ -98,20 +100,23 @@ def ordered_tasks(c: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return sorted(c["tasks"].items(), key=lambda kv: TASK_ORDER.index(kv[0]))
 
 
-def verdict(task: str, s: dict[str, Any]) -> str:
+def verdict(task: str, s: dict[str, Any], names: tuple[str, str] = ("base", "adapter")) -> str:
+    """One sentence per task: which of (a, b) is better and by how much, or what the run could have seen."""
     pts = 100 * s["diff"]
     ci = f"{100 * s['ci95'][0]:+.1f} to {100 * s['ci95'][1]:+.1f} points"
     p = s.get("p_holm", s["p"])
     stat = f"{'Holm-adjusted ' if 'p_holm' in s else ''}p={p:.3g}, {s['test'].replace('_', ' ')}"
     if p < ALPHA:
         better = "better" if s["diff"] > 0 else "worse"
-        return f"{task}: the adapter is {better} by {pts:+.1f} points (95% CI {ci}, {stat})."
+        return f"{task}: the {names[1]} is {better} than the {names[0]} by {pts:+.1f} points (95% CI {ci}, {stat})."
     mde = s.get("mde80")
     could = f"; this n could detect about {100 * mde:.0f} points with 80% power" if mde == mde and mde else ""
     return f"{task}: no significant difference ({pts:+.1f} points, 95% CI {ci}, {stat}{could})."
 
 
-def compare_evals(base_dir: Path, adapter_dir: Path, n_boot: int = 10000, seed: int = 0) -> dict[str, Any]:
+def compare_evals(base_dir: Path, adapter_dir: Path, n_boot: int = 10000, seed: int = 0,
+                  names: tuple[str, str] = ("base", "adapter")) -> dict[str, Any]:
+    """Paired comparison of evaluation ``adapter_dir`` (b) against ``base_dir`` (a): diff = b - a."""
     for d in (base_dir, adapter_dir):
         if not (d / "metrics.json").is_file():
             raise ConfigError(f"no finished evaluation in {d} (metrics.json missing): set compare.base=<eval dir> "
@@ -136,6 +141,9 @@ def compare_evals(base_dir: Path, adapter_dir: Path, n_boot: int = 10000, seed: 
                          "primary" if scope in PRIMARY_TASKS else "exploratory")
         lenient = _paired(ids, *readings["lenient_correct"], clusters, n_boot, seed, "exploratory")
         entry: dict[str, Any] = {"strict": strict, "lenient": lenient}
+        clean = [i for i in ids if qa[i].get("contamination") == "clean"]
+        if clean and len(clean) < len(ids):  # hold-out words with no trained word inside or around them
+            entry["clean"] = _paired(clean, *readings["correct"], clusters, n_boot, seed, "exploratory")
         if scope == "overall":
             out["overall"] = entry
             continue
@@ -154,27 +162,60 @@ def compare_evals(base_dir: Path, adapter_dir: Path, n_boot: int = 10000, seed: 
     for t, e in out["tasks"].items():
         s = e["strict"]
         s["mde80"] = mde_paired(s["n"], s["discordance"], alpha=level if t in primary else ALPHA, power=POWER)
-        e["verdict"] = verdict(t, s)
+        e["verdict"] = verdict(t, s, names)
+    out["names"] = list(names)
+    return out
+
+
+def compare_with_control(base_dir: Path, adapter_dir: Path, control_dir: Path, n_boot: int = 10000,
+                         seed: int = 0) -> dict[str, Any]:
+    """Three models on the same questions: base, placebo adapter (shuffled spellings), spelling adapter.
+
+    The spelling adapter vs the placebo is the headline: both saw the same answer format, only
+    one saw true spellings, so their difference is the effect of spelling knowledge. Its strict
+    position / count rows are the primary analysis (Holm over the two); spelling vs base (the
+    total effect) and placebo vs base (the format effect) become secondary.
+    """
+    out = compare_evals(base_dir, adapter_dir, n_boot, seed, ("base model", "spelling adapter"))
+    spelling_vs_placebo = compare_evals(control_dir, adapter_dir, n_boot, seed, ("placebo adapter", "spelling adapter"))
+    placebo_vs_base = compare_evals(base_dir, control_dir, n_boot, seed, ("base model", "placebo adapter"))
+    for c in (out, placebo_vs_base):
+        for e in [*c["tasks"].values(), c["overall"]]:
+            if e["strict"]["analysis"] == "primary":
+                e["strict"]["analysis"] = "secondary"
+    out["control_dir"] = str(control_dir)
+    out["control"] = {"spelling_vs_placebo": spelling_vs_placebo, "placebo_vs_base": placebo_vs_base}
+    out["headline"] = "spelling_vs_placebo"
+    return out
+
+
+def _map_dirs(c: dict[str, Any], fn) -> dict[str, Any]:
+    """``c`` with ``fn`` applied to every ``*_dir`` path, nested comparisons included."""
+    out = {}
+    for k, v in c.items():
+        if k.endswith("_dir") and isinstance(v, str):
+            out[k] = fn(v)
+        elif isinstance(v, dict) and k == "control":
+            out[k] = {name: _map_dirs(sub, fn) for name, sub in v.items()}
+        else:
+            out[k] = v
     return out
 
 
 def write_comparison(comparison: dict[str, Any], out_dir: Path) -> Path:
     """``<out_dir>/comparison.json`` with the eval dirs stored relative to it, so a run dir (or a
     whole sweep) can be moved or copied and its report still finds its evaluations."""
-    rel = {k: os.path.relpath(Path(comparison[k]).resolve(), Path(out_dir).resolve())
-           for k in ("base_dir", "adapter_dir")}
+    here = Path(out_dir).resolve()
     path = Path(out_dir) / COMPARISON_FILE
-    atomic_write_json(path, {**comparison, **rel})
+    atomic_write_json(path, _map_dirs(comparison, lambda d: os.path.relpath(Path(d).resolve(), here)))
     return path
 
 
 def read_comparison(path: Path) -> dict[str, Any]:
-    """A comparison.json with its eval dirs resolved against where the file is now."""
-    c = read_json(path)
-    for k in ("base_dir", "adapter_dir"):
-        if k in c:  # an absolute path (older files) stays as it is
-            c[k] = str((Path(path).parent / c[k]).resolve())
-    return c
+    """A comparison.json with its eval dirs resolved against where the file is now (an absolute
+    path, as older files have, stays as it is)."""
+    here = Path(path).parent
+    return _map_dirs(read_json(path), lambda d: str((here / d).resolve()))
 
 
 def _pct(x: float) -> str:
@@ -185,9 +226,31 @@ def _diff(s: dict[str, Any]) -> str:
     return f"{100 * s['diff']:+.1f} [{100 * s['ci95'][0]:+.1f}, {100 * s['ci95'][1]:+.1f}]"
 
 
+def three_way_table(c: dict[str, Any]) -> list[str]:
+    """Base / placebo / spelling per task, spelling − placebo first (the headline), as Markdown lines."""
+    sp, pb = c["control"]["spelling_vs_placebo"], c["control"]["placebo_vs_base"]
+    lines = ["**Spelling vs placebo** (headline: the effect of spelling knowledge beyond format exposure)", "",
+             "| task | analysis | questions | base | placebo | spelling | spelling − placebo [95% CI] | p (test) | "
+             "Holm p | MDE at 80% power | spelling − base [95% CI] | placebo − base [95% CI] |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for task, e in ordered_tasks(sp):
+        s, t, f = e["strict"], c["tasks"][task]["strict"], pb["tasks"][task]["strict"]
+        holm_p = f"{s['p_holm']:.3g}" if "p_holm" in s else ""
+        mde = f"{100 * s['mde80']:.1f} points" if s.get("mde80") == s.get("mde80") and s.get("mde80") else "n/a"
+        lines.append(f"| {task} (strict) | {s['analysis']} | {s['n']} | {_pct(t['base'])} | {_pct(s['base'])} | "
+                     f"{_pct(s['adapter'])} | {_diff(s)} | {s['p']:.3g} ({s['test'].replace('_', ' ')}) | {holm_p} | "
+                     f"{mde} | {_diff(t)} | {_diff(f)} |")
+    lines.append("")
+    lines.extend(f"- {e['verdict']}" for _, e in ordered_tasks(sp))
+    lines += ["", "**Spelling adapter vs base model** (secondary: the total effect, format included)", ""]
+    return lines
+
+
 def comparison_table(c: dict[str, Any]) -> str:
-    """The answer (primary rows first), then the exploratory readings, as Markdown."""
-    lines = ["| task | analysis | questions | base | adapter | diff, points [95% CI] | p (test) | Holm p | "
+    """The answer (primary rows first; spelling vs placebo when the control arm ran), then the
+    exploratory readings, as Markdown."""
+    lines = three_way_table(c) if "control" in c else []
+    lines += ["| task | analysis | questions | base | adapter | diff, points [95% CI] | p (test) | Holm p | "
              "MDE at 80% power | best trivial baseline |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for task, e in ordered_tasks(c):
@@ -203,16 +266,19 @@ def comparison_table(c: dict[str, Any]) -> str:
                  f"{s['p']:.3g} ({s['test'].replace('_', ' ')}) | | | |")
     lines.append("")
     lines.extend(f"- {e['verdict']}" for _, e in ordered_tasks(c))
-    lines.append(f"- Primary analysis: strict accuracy on {' and '.join(c.get('primary', []))}, co-primary, "
+    which = "of the spelling adapter vs the placebo " if "control" in c else ""
+    lines.append(f"- Primary analysis: strict accuracy {which}on {' and '.join(c.get('primary', []))}, co-primary, "
                  f"Holm-corrected at alpha {c.get('alpha', ALPHA)}; MDE (minimum detectable effect) stated at alpha "
                  f"{c.get('mde_alpha', ALPHA):.3g}. Everything else is exploratory.")
-    lines += ["", "Exploratory: format and the lenient reading (base → adapter)", "",
-              "| task | lenient accuracy | lenient diff [95% CI] | no answer | ambiguous | spells word out | "
-              "truncated |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "**Exploratory**: answer format, the lenient reading and the clean hold-out words (base → adapter)",
+              "", "| task | lenient accuracy | lenient diff [95% CI] | clean words: n, strict accuracy, diff "
+              "[95% CI] | no answer | ambiguous | spells word out | truncated |", "|---|---|---|---|---|---|---|---|"]
     for task, e in ordered_tasks(c):
         le = e["lenient"]
         cells = [f"{_pct(e[k]['base'])} → {_pct(e[k]['adapter'])}"
                  for k in ("no_answer", "ambiguous", "spelled_out", "truncated")]
         lenient = f"{_pct(le['base'])} → {_pct(le['adapter'])}"
-        lines.append(f"| {task} | {lenient} | {_diff(le)} | " + " | ".join(cells) + " |")
+        cl = e.get("clean")
+        clean = f"{cl['n']}: {_pct(cl['base'])} → {_pct(cl['adapter'])}, {_diff(cl)}" if cl else "all clean"
+        lines.append(f"| {task} | {lenient} | {_diff(le)} | {clean} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

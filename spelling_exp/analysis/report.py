@@ -28,6 +28,7 @@ from spelling_exp.storage.io import atomic_write_text
 
 BASE_COLOR, ADAPTER_COLOR = "#7f7f7f", "#1f77b4"
 MODELS = (("base model", "base", BASE_COLOR, "s"), ("LoRA adapter", "adapter", ADAPTER_COLOR, "o"))
+CONTROL_COLOR = "#9467bd"  # the placebo adapter (shuffled spellings)
 MIN_BIN_N = 10  # bins with fewer questions are merged with a neighbour
 STRATA = ("first", "middle", "last")
 _NUMERIC_LABEL = re.compile(r"(?P<pre>[≤≥<>]=?)?\s*(?P<a>[+-]?\d+(?:\.\d+)?)(?:\s*[–-]\s*(?P<b>\d+(?:\.\d+)?))?"
@@ -198,7 +199,7 @@ def best_baseline(m: dict[str, Any], task: str) -> float | None:
     return float(rate) if isinstance(rate, (int, float)) else None
 
 
-def plot_accuracy_by_task(base, adapter) -> Any:
+def plot_accuracy_by_task(base, adapter, control=None) -> Any:
     tasks = [t for t in ORDER if t in _tasks(base) and _rate(base, t, "accuracy")]
     if not tasks:
         return None
@@ -207,13 +208,15 @@ def plot_accuracy_by_task(base, adapter) -> Any:
     if isinstance(base.get("overall"), dict) and len(tasks) > 1:
         scopes.append(("all tasks", lambda m, key: m.get("overall", {}).get(key) or {}))
     fig, ax = plt.subplots(figsize=(max(5.5, 1.6 * len(scopes) + 2.5), 3.8))
-    w = 0.38
+    arms = [(label, base if field == "base" else adapter, color) for label, field, color, _ in MODELS]
+    if control is not None:  # the placebo arm sits between base and spelling adapter
+        arms.insert(1, ("placebo adapter", control, CONTROL_COLOR))
+    w = 0.76 / len(arms)
     highs = []
-    for j, (label, field, color, _) in enumerate(MODELS):
-        m = base if field == "base" else adapter
+    for j, (label, m, color) in enumerate(arms):
         bins = [get(m, "accuracy") for _, get in scopes]
         rates = [float(b.get("rate", 0.0)) for b in bins]
-        xs = [i + (j - 0.5) * w for i in range(len(scopes))]
+        xs = [i + (j - (len(arms) - 1) / 2) * w for i in range(len(scopes))]
         ax.bar(xs, rates, w, yerr=_err(bins), capsize=4, label=f"{label}: strict", color=color,
                error_kw={"elinewidth": 1, "ecolor": "#333333"})
         for x, r in zip(xs, rates):
@@ -222,21 +225,21 @@ def plot_accuracy_by_task(base, adapter) -> Any:
                     color="white" if inside else "black", fontweight="bold")
         len_rates = [float(get(m, "lenient_accuracy").get("rate", float("nan"))) for _, get in scopes]
         ax.scatter(xs, len_rates, marker="_", s=500, linewidths=2, color="#d62728", zorder=3,
-                   label="lenient reading" if j == 1 else None)
+                   label="lenient reading" if j == 0 else None)
         highs += [(b.get("ci95") or [0, r])[1] for b, r in zip(bins, rates)] + [r for r in len_rates if r == r]
     first = True
     for i, (t, _) in enumerate(scopes):
         rate = best_baseline(base, t)
         if rate is not None:
-            ax.hlines(rate, i - w - 0.05, i + w + 0.05, colors="black", linestyles="--", linewidth=1.2, zorder=4,
+            ax.hlines(rate, i - 0.43, i + 0.43, colors="black", linestyles="--", linewidth=1.2, zorder=4,
                       label="best trivial baseline" if first else None)
             highs.append(rate)
             first = False
     ns = [get(base, "accuracy").get("n") for _, get in scopes]
     ax.set_xticks(range(len(scopes)), [f"{s}\nn={n}" if n is not None else s for (s, _), n in zip(scopes, ns)])
     percent_axis(ax, y_top(highs), "accuracy on hold-out questions")
-    ax.set_title("Accuracy per task: base model vs LoRA adapter\n(bars: strict accuracy with 95% interval)",
-                 fontsize=10.5)
+    who = "base model vs placebo vs spelling adapter" if control is not None else "base model vs LoRA adapter"
+    ax.set_title(f"Accuracy per task: {who}\n(bars: strict accuracy with 95% interval)", fontsize=10.5)
     _legend_right(ax)
     return fig
 
@@ -394,35 +397,35 @@ def plot_training_loss(log_history: list[dict[str, Any]]) -> Any:
     return fig
 
 
-def make_plots(base, adapter, log_history, out: Path, dpi: int = 110) -> list[tuple[str, Path]]:
+def make_plots(base, adapter, log_history, out: Path, dpi: int = 110, control=None) -> list[tuple[str, Path]]:
     """Every plot that has data, saved as PNG in ``out``: [(title, path)] in report order."""
     out.mkdir(parents=True, exist_ok=True)
-    acc = "strict accuracy"
+    acc = "strict accuracy"  # every breakdown is exploratory: its heading says so (analysis/compare.py)
     figures = [
-        ("Accuracy per task", "accuracy_by_task", plot_accuracy_by_task(base, adapter)),
-        ("Format drift", "format_drift", plot_format_drift(base, adapter)),
-        ("Position accuracy by word length", "position_by_length",
+        ("Accuracy per task", "accuracy_by_task", plot_accuracy_by_task(base, adapter, control)),
+        ("Format drift (exploratory)", "format_drift", plot_format_drift(base, adapter)),
+        ("Position accuracy by word length (exploratory)", "position_by_length",
          plot_breakdown(base, adapter, "position", "by_word_length", "word length (letters)",
-                        f"Position questions: {acc} by word length")),
-        ("Count accuracy by word length", "count_by_length",
+                        f"Position questions: {acc} by word length (exploratory)")),
+        ("Count accuracy by word length (exploratory)", "count_by_length",
          plot_breakdown(base, adapter, "count", "by_word_length", "word length (letters)",
-                        f"Count questions: {acc} by word length")),
-        ("Position accuracy by asked position k", "position_by_k",
+                        f"Count questions: {acc} by word length (exploratory)")),
+        ("Position accuracy by asked position k (exploratory)", "position_by_k",
          plot_breakdown(base, adapter, "position", "by_k", "asked position k (1 = first letter)",
-                        f"Position questions: {acc} by asked position k")),
-        ("Position accuracy by stratum", "position_by_stratum",
+                        f"Position questions: {acc} by asked position k (exploratory)")),
+        ("Position accuracy by stratum (exploratory)", "position_by_stratum",
          plot_breakdown(base, adapter, "position", "by_stratum", "asked letter",
-                        f"Position questions: {acc} for the first / a middle / the last letter")),
-        ("Count accuracy by true count", "count_by_true_count",
+                        f"Position: {acc} for the first / a middle / the last letter (exploratory)")),
+        ("Count accuracy by true count (exploratory)", "count_by_true_count",
          plot_breakdown(base, adapter, "count", "by_true_value", "true count of the letter in the word",
-                        f"Count questions: {acc} by true count")),
-        ("Position accuracy by tokens per word", "position_by_tokens",
+                        f"Count questions: {acc} by true count (exploratory)")),
+        ("Position accuracy by tokens per word (exploratory)", "position_by_tokens",
          plot_breakdown(base, adapter, "position", "by_word_tokens", "tokens per word (model tokenizer)",
-                        f"Position questions: {acc} by tokens per word")),
-        ("Count accuracy by tokens per word", "count_by_tokens",
+                        f"Position questions: {acc} by tokens per word (exploratory)")),
+        ("Count accuracy by tokens per word (exploratory)", "count_by_tokens",
          plot_breakdown(base, adapter, "count", "by_word_tokens", "tokens per word (model tokenizer)",
-                        f"Count questions: {acc} by tokens per word")),
-        ("Count confusion", "count_confusion", plot_confusion(base, adapter)),
+                        f"Count questions: {acc} by tokens per word (exploratory)")),
+        ("Count confusion (exploratory)", "count_confusion", plot_confusion(base, adapter)),
         ("Training loss", "training_loss", plot_training_loss(log_history)),
     ]
     return [(title, _save(fig, out / f"{name}.png", dpi)) for title, name, fig in figures if fig is not None]
@@ -535,16 +538,23 @@ def _number(x: Any) -> str:
 
 def write_report(run_dir: Path, title: str, comparison: dict[str, Any], base: dict[str, Any], adapter: dict[str, Any],
                  log_history: list[dict[str, Any]], config_yaml: str, train_info: dict[str, Any] | None,
-                 dpi: int = 110) -> Path:
+                 dpi: int = 110, control: dict[str, Any] | None = None) -> Path:
+    """``control``: the placebo adapter's metrics, when the control arm ran (then spelling vs
+    placebo is the headline)."""
     out = run_dir / "report"
-    plots = make_plots(base, adapter, log_history, out / "plots", dpi)
+    plots = make_plots(base, adapter, log_history, out / "plots", dpi, control)
     table = comparison_table(comparison)
     notes = drift_notes(comparison)
-    md = [f"# {title}", "", "## Answer", "",
-          "Does LoRA training on spelling improve character position and count questions on hold-out words? "
-          "Strict accuracy of the base model and of the LoRA adapter on the same questions; diff = adapter − base "
-          "in percentage points.", "",
-          table.rstrip("\n"), ""]
+    if "control" in comparison:
+        intro = ("Does learning *spelling* make the model better at character position and count questions on "
+                 "hold-out words, beyond what exposure to the answer format does? The placebo adapter was trained "
+                 "exactly like the spelling adapter on wrongly ordered letters; spelling − placebo is the effect of "
+                 "spelling knowledge (the headline), spelling − base the total effect. Points are percentage points.")
+    else:
+        intro = ("Does LoRA training on spelling improve character position and count questions on hold-out words? "
+                 "Strict accuracy of the base model and of the LoRA adapter on the same questions; diff = adapter − "
+                 "base in percentage points.")
+    md = [f"# {title}", "", "## Answer", "", intro, "", table.rstrip("\n"), ""]
     if notes:
         md += ["**Format drift.**", "", *[f"- {n}" for n in notes], ""]
     setup = _setup_line(base)

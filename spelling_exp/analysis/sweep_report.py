@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from spelling_exp.analysis.compare import COMPARISON_FILE, TASK_ORDER, read_comparison
+from spelling_exp.analysis.compare import COMPARISON_FILE, PRIMARY_TASKS, TASK_ORDER, read_comparison
 from spelling_exp.analysis.report import percent_axis, pyplot, render_markdown_page, y_top
 from spelling_exp.jobs import RESULT, job_dirs
 from spelling_exp.storage.io import atomic_open, atomic_write_json, atomic_write_text, read_json
@@ -80,8 +80,9 @@ def collect_rows(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str], list
                            "log": status.get("log")})
             continue
         c = read_comparison(cmp_file)  # eval dirs resolved where the sweep is now, even if it moved
-        row: dict[str, Any] = {"job": d.name, "params": params, "tasks": {}}
         metrics = {side: _metrics(c.get(f"{side}_dir")) for side in ("base", "adapter")}
+        split = ((metrics["adapter"] or {}).get("meta") or {}).get("split")
+        row: dict[str, Any] = {"job": d.name, "params": params, "tasks": {}, "split": split, "overrides": overrides}
         for task, e in c["tasks"].items():
             s = e["strict"]
             row["tasks"][task] = {"base": s["base"], "adapter": s["adapter"], "diff": s["diff"], "ci95": s["ci95"],
@@ -284,6 +285,41 @@ def _code(s: Any) -> str:
     return f"{fence} {s} {fence}" if fence == "``" else f"`{s}`"
 
 
+def selection_score(row: dict[str, Any]) -> float:
+    """What a sweep selects on: the adapter's strict accuracy averaged over the primary tasks."""
+    vals = [row["tasks"][t]["adapter"] for t in PRIMARY_TASKS if t in row["tasks"]]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def _sweep_overrides(sweep_dir: Path) -> list[str]:
+    """The sweep's own +sweep=... / experiment overrides from multirun.yaml (not in the jobs' overrides)."""
+    from omegaconf import OmegaConf
+
+    f = sweep_dir / "multirun.yaml"
+    if not f.is_file():
+        return []
+    task = OmegaConf.select(OmegaConf.load(f), "hydra.overrides.task") or []
+    return [str(o) for o in task if str(o).lstrip("+").startswith("sweep=")]
+
+
+def select_for_test(rows: list[dict[str, Any]], sweep_dir: Path) -> dict[str, Any] | None:
+    """The job with the best validation score and the one command that evaluates it on the test split.
+
+    Choosing on the split you report would make the winner's number optimistic (the maximum of
+    several noisy estimates), so the choice is made on validation and the test split is used once.
+    """
+    if not rows:
+        return None
+    best = max(rows, key=lambda r: (selection_score(r), -int(r["job"]) if str(r["job"]).isdigit() else 0))
+    keep = [o for o in _sweep_overrides(sweep_dir) if o not in best["overrides"]] + [
+        o for o in best["overrides"] if not o.lstrip("+~").startswith(("eval.split=", "output_dir=", "hydra."))]
+    out_dir = sweep_dir / f"test_{best['job']}"
+    command = " ".join(["python -m spelling_exp", *keep, "eval.split=test", f"output_dir={out_dir}"])
+    splits = sorted({str(r.get("split")) for r in rows})
+    return {"job": best["job"], "params": best["params"], "score": selection_score(best), "splits": splits,
+            "on_validation": splits == ["validation"], "command": command}
+
+
 def write_sweep_report(sweep_dir: Path, dpi: int = 110) -> Path:
     sweep_dir = Path(sweep_dir)
     rows, swept, failed = collect_rows(sweep_dir)
@@ -329,6 +365,20 @@ def write_sweep_report(sweep_dir: Path, dpi: int = 110) -> Path:
                       else [""] * 4)
         body.append(cells)
     md += md_table(head, body)
+    chosen = select_for_test(rows, sweep_dir)
+    if chosen:
+        params = ", ".join(f"{k}={v}" for k, v in chosen["params"].items() if k in swept) or "the only job"
+        md += ["", "## Selected configuration", "",
+               f"Job {chosen['job']} ({params}): the best adapter strict accuracy averaged over "
+               f"{' and '.join(PRIMARY_TASKS)}, {100 * chosen['score']:.1f}%, on the "
+               f"**{', '.join(chosen['splits'])}** split."]
+        if chosen["on_validation"]:
+            md += ["", "Its answer comes from the test split, evaluated once (the trained adapter is reused from the "
+                   "cache):", "", "```bash", chosen["command"], "```"]
+        else:
+            md += ["", "**Warning:** these jobs were evaluated on the test split, so choosing among them makes the "
+                   "winner's number optimistic. Sweep with eval.split=validation (the sweep presets do), then "
+                   "evaluate the chosen configuration on test once:", "", "```bash", chosen["command"], "```"]
     if aggregated:
         md += ["", "## Aggregated over seeds (mean, 95% t-interval)", ""]
         others = [k for k in swept if not k.endswith("seed")]
@@ -359,5 +409,6 @@ def write_sweep_report(sweep_dir: Path, dpi: int = 110) -> Path:
     atomic_write_text(sweep_dir / "comparison.html",
                       render_markdown_page(md_text, f"Sweep comparison: {sweep_dir.name}", sweep_dir, width="1250px"))
     atomic_write_json(sweep_dir / "comparison.json",
-                      {"swept": swept, "rows": rows, "aggregated": aggregated, "failed": failed})
+                      {"swept": swept, "rows": rows, "aggregated": aggregated, "failed": failed,
+                       "selected": chosen})
     return sweep_dir

@@ -6,9 +6,10 @@ identity, which the data stage publishes into ``<run_dir>/data``):
   english_tokens.json        {"tokens": [...], "tokenizer", "rule", "counts"}
   examples_train.jsonl       one spelling example per line (word, category, style,
   examples_val.jsonl         separator, template_id, user, assistant, n_tokens)
-  holdout_validation.jsonl   {"word", "n_tokens"} per line, disjoint from training words
-  holdout_test.jsonl
-  manifest.json              counts, hashes of every file and of both word lists
+  holdout_validation.jsonl   {"word", "n_tokens", "contamination", "contamination_match",
+  holdout_test.jsonl          "contamination_rule"} per line, disjoint from training words
+  manifest.json              counts (contamination labels per split too), hashes of every
+                             file and of the word lists
   build_info.json            timings (kept apart so the files above are byte-deterministic)
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from spelling_exp.config import DataConfig, HoldoutSource, ModelConfig, TemplateConfig
+from spelling_exp.data.contamination import describe_rules, direction_counts, label_counts, validate_exclude
 from spelling_exp.data.english_tokens import describe_rule
 from spelling_exp.data.examples import generate_examples, split_training_words
 from spelling_exp.data.holdout import build_holdout, load_source_words, read_word_file
@@ -30,7 +32,9 @@ from spelling_exp.storage.cache import ArtifactCache, cache_key
 from spelling_exp.storage.io import atomic_write_json, atomic_write_jsonl, read_json, sha256_file, words_sha256
 
 log = logging.getLogger(__name__)
-DATA_FORMAT_VERSION = 2  # 2: batching statistics moved to training; model identity in the key
+# 2: batching statistics moved to training; model identity in the key
+# 3: hold-out rows carry a contamination label (data/contamination.py), counted in the manifest
+DATA_FORMAT_VERSION = 3
 
 
 @dataclass
@@ -68,6 +72,7 @@ def validate_data_config(data: DataConfig, template: TemplateConfig) -> None:
             raise ConfigError(f"data.{name} must be >= 0, got {value}")
     if h.min_length > h.max_length:
         raise ConfigError(f"data.holdout.min_length ({h.min_length}) > max_length ({h.max_length})")
+    validate_exclude(h.exclude)
 
 
 def add_token_lengths(examples: list[dict[str, Any]], tokenizer: Any, model_cfg: Any) -> None:
@@ -113,18 +118,21 @@ def build_data(data: DataConfig, template: TemplateConfig, model: ModelConfig, c
     cells = mix_cells(template, templates)
     train_words, val_words = split_training_words(words, min(d.examples.n_val, len(words) // 2), seed)
     seps = dict(template.separators)
+    placebo = d.examples.spellings == "shuffled"
     train = generate_examples(train_words, templates, cells, seps, d.examples.n_train, seed, "train",
-                              d.examples.reuse_words)
+                              d.examples.reuse_words, placebo)
     val = generate_examples(val_words, templates, cells, seps, d.examples.n_val, seed, "val",
-                            d.examples.reuse_words)
+                            d.examples.reuse_words, placebo)
     add_token_lengths(train + val, tok, model)
     atomic_write_jsonl(out / "examples_train.jsonl", train)
     atomic_write_jsonl(out / "examples_val.jsonl", val)
     timings["examples_s"] = time.perf_counter() - t0
 
-    # 3. Hold-out words from an external list, disjoint from every extracted token
+    # 3. Hold-out words from an external list, disjoint from every extracted token and labelled
+    #    by their closeness to the words that have training examples
     raw, source = load_source_words(d.holdout)
-    splits, holdout_counts = build_holdout(raw, words, tok, d.holdout, seed)
+    trained = sorted({r["word"].lower() for r in train})
+    splits, holdout_counts = build_holdout(raw, words, tok, d.holdout, seed, trained_words=trained)
     for name, rows in splits.items():
         atomic_write_jsonl(out / f"holdout_{name}.jsonl", rows)
     timings["holdout_s"] = time.perf_counter() - t0
@@ -143,8 +151,14 @@ def build_data(data: DataConfig, template: TemplateConfig, model: ModelConfig, c
             **{f"holdout_{k}": v for k, v in holdout_counts.items()},
         },
         "holdout_source": source,
+        "contamination": {
+            "rules": describe_rules(), "trained_words": len(trained), "exclude": list(d.holdout.exclude),
+            **{name: label_counts(rows) for name, rows in splits.items()},
+            "directions": {name: direction_counts(rows) for name, rows in splits.items()},
+        },
         "hashes": {
             "training_words_sha256": words_sha256(words),
+            "trained_words_sha256": words_sha256(trained),
             "holdout_words_sha256": words_sha256(holdout_words),
             "holdout_validation_sha256": words_sha256(r["word"] for r in splits["validation"]),
             "holdout_test_sha256": words_sha256(r["word"] for r in splits["test"]),

@@ -27,6 +27,7 @@ def generate_examples(
     seed: int,
     split: str,
     reuse_words: bool = False,
+    shuffled_spellings: bool = False,
 ) -> list[dict[str, Any]]:
     if n <= 0:
         return []
@@ -57,7 +58,8 @@ def generate_examples(
 
     out = []
     for i, ((cell, template), word) in enumerate(zip(slots, word_seq)):
-        user, assistant = template.render(word, separators[cell.separator])
+        spelled = placebo_spelling(word, seed) if shuffled_spellings else word
+        user, assistant = template.render(word, separators[cell.separator], spelled)
         out.append({
             "id": f"{split}-{i:06d}",
             "split": split,
@@ -70,6 +72,22 @@ def generate_examples(
             "assistant": assistant,
         })
     return out
+
+
+def placebo_spelling(word: str, seed: int) -> str:
+    """The word's letters in a seeded order that is never the true one (when it can differ).
+
+    Same letters, same length: a placebo example has the format and the letter inventory of a
+    real one, only not the order. Words of one repeated letter ("aaa") cannot be misspelled
+    this way and keep their spelling.
+    """
+    if len(set(word)) < 2:
+        return word
+    rng = seeded_rng(seed, f"placebo:{word}")
+    letters = list(word)
+    while "".join(letters) == word:
+        rng.shuffle(letters)
+    return "".join(letters)
 
 
 def split_training_words(words: list[str], n_val_words: int, seed: int) -> tuple[list[str], list[str]]:

@@ -4,7 +4,9 @@ Sources: ``english_words`` (the `english-words` PyPI package; web2 = Webster's 2
 or ``file`` (one word per line). Filters: ASCII letters only and all lowercase (which also
 drops proper nouns such as "Aaron"), a length range, and optionally a minimum number of
 tokens under the model's tokenizer. Training words are removed (on_overlap=drop) or
-refused (on_overlap=error); either way ``assert_disjoint`` checks the final lists.
+refused (on_overlap=error); either way ``assert_disjoint`` checks the final lists. Every chosen
+word is labelled clean / substring / inflection against the trained words
+(data/contamination.py); labels in ``exclude`` are removed before sampling.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from spelling_exp.data.contamination import ContaminationIndex, validate_exclude
 from spelling_exp.data.examples import seeded_rng
 from spelling_exp.errors import ConfigError, HoldoutOverlapError, SizeError, WordListError
 
@@ -70,9 +73,19 @@ def assert_disjoint(holdout: Iterable[str], training: Iterable[str]) -> None:
 
 def build_holdout(
     raw: list[str], training_words: Iterable[str], tokenizer: Any, cfg: Any, seed: int,
+    trained_words: Iterable[str] | None = None,
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
-    """Validation and test splits as rows {word, n_tokens}, plus filter counts."""
+    """Validation and test splits as rows {word, n_tokens, contamination, contamination_match,
+    contamination_rule}, plus filter counts.
+
+    ``training_words`` (every extracted token) is what the hold-out must not contain;
+    ``trained_words`` (the words with training examples; default: ``training_words``) is what
+    the contamination labels are measured against.
+    """
+    validate_exclude(cfg.exclude)
     training = {w.lower() for w in training_words}
+    index = ContaminationIndex(training if trained_words is None else trained_words)
+    exclude = set(cfg.exclude)
     candidates = filter_candidates(raw, cfg)
     counts = {"source_words": len(raw), "after_format_filter": len(candidates)}
     if cfg.on_overlap == "error":
@@ -84,16 +97,28 @@ def build_holdout(
     rng = seeded_rng(seed, "holdout")
     rng.shuffle(candidates)
     chosen: list[dict[str, Any]] = []
+    n_tokens_ok = excluded = 0
     chunk = max(256, 2 * need)
-    # Tokenize in seeded-order chunks until we have enough: the full web2 list is 10x larger
-    # than anything we need, and the result is the same as filtering everything first.
+    # Tokenize and label in seeded-order chunks until we have enough: the full web2 list is 10x
+    # larger than anything we need, and the result is the same as filtering everything first.
     for start in range(0, len(candidates), chunk):
         block = candidates[start:start + chunk]
         ids = tokenizer(block, add_special_tokens=False)["input_ids"]
-        chosen.extend({"word": w, "n_tokens": len(t)} for w, t in zip(block, ids) if len(t) >= cfg.min_tokens)
+        for w, t in zip(block, ids):
+            if len(t) < cfg.min_tokens:
+                continue
+            n_tokens_ok += 1
+            row = {"word": w, "n_tokens": len(t)}
+            if exclude:  # label now to filter; else only the chosen rows are labelled (below)
+                row.update(index.label(w))
+                if row["contamination"] in exclude:
+                    excluded += 1
+                    continue
+            chosen.append(row)
         if len(chosen) >= need:
             break
     counts["eligible_seen"] = len(chosen)
+    counts["excluded_by_contamination_seen"] = excluded
     if len(chosen) < need:
         # Name the filter that removed the most words, with the count each step left.
         steps = [("lowercase ASCII letters, length "
@@ -101,15 +126,21 @@ def build_holdout(
                   counts["after_format_filter"]),
                  ("not a training word", counts["after_format_filter"], counts["after_removing_training_words"]),
                  (f">= {cfg.min_tokens} tokens (data.holdout.min_tokens)", counts["after_removing_training_words"],
-                  len(chosen))]
+                  n_tokens_ok)]
+        if exclude:
+            steps.append((f"contamination not in data.holdout.exclude={sorted(exclude)}", n_tokens_ok, len(chosen)))
         worst = max(steps, key=lambda s: s[1] - s[2])
         raise SizeError(
             f"hold-out: asked for {cfg.n_validation} validation + {cfg.n_test} test words but only {len(chosen)} "
             f"pass the filters; the filter '{worst[0]}' removed the most ({worst[1]} -> {worst[2]} words); "
             f"{len(raw)} source words -> {counts['after_format_filter']} -> "
-            f"{counts['after_removing_training_words']} -> {len(chosen)}"
+            f"{counts['after_removing_training_words']} -> {n_tokens_ok}"
+            + (f" -> {len(chosen)}" if exclude else "")
         )
     chosen = chosen[:need]
+    for row in chosen:
+        if "contamination" not in row:
+            row.update(index.label(row["word"]))
     splits = {"validation": chosen[:cfg.n_validation], "test": chosen[cfg.n_validation:]}
     assert_disjoint((r["word"] for rows in splits.values() for r in rows), training)
     assert_disjoint((r["word"] for r in splits["validation"]), (r["word"] for r in splits["test"]))

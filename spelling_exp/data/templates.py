@@ -23,8 +23,9 @@ class Template:
     user: str
     assistant: str
 
-    def render(self, word: str, separator: str) -> tuple[str, str]:
-        spelling = separator.join(word)
+    def render(self, word: str, separator: str, spelled: str | None = None) -> tuple[str, str]:
+        """(user, assistant) texts; ``spelled``: the letters to spell out, if not the word's own (placebo)."""
+        spelling = separator.join(word if spelled is None else spelled)
         return (self.user.format(word=word, spelling=spelling),
                 self.assistant.format(word=word, spelling=spelling))
 

@@ -11,7 +11,10 @@ Headline: strict accuracy per task. Beside it, always: the no-answer, ambiguous,
 truncated shares, the *lenient* accuracy (a reading derived from a spelled-out word), and the
 trivial baselines (evaluation/baselines.py). Breakdowns by word length, position stratum and k,
 true count, and tokens per word are exploratory; so are the count MAE and confusion and the
-position errors (the offset of the predicted letter's nearest occurrence).
+position errors (the offset of the predicted letter's nearest occurrence). ``by_contamination``
+splits accuracy by how close the word is to a trained word (clean / substring / inflection,
+``unknown`` for data built before the labels), and ``clean_accuracy`` is the strict accuracy over
+the questions whose word is clean, to show beside the whole.
 """
 from __future__ import annotations
 
@@ -21,9 +24,11 @@ from statistics import fmean
 from typing import Any
 
 from spelling_exp.analysis.stats import mean_ci, wilson_ci
+from spelling_exp.config import Task
 from spelling_exp.evaluation.baselines import baseline_accuracy
 
 Row = dict[str, Any]
+TASK_ORDER = tuple(str(t) for t in Task)  # position, count, length, occurrence
 
 
 def per_question(rows: Iterable[Row], value: Callable[[Row], float]) -> dict[str, float]:
@@ -90,6 +95,11 @@ def joined_rows(questions: list[Row], predictions: list[Row]) -> list[Row]:
     return [{**by_id[p["id"]], **p} for p in sorted(predictions, key=lambda p: (p["id"], p["sample"]))]
 
 
+def _contamination(row: Row) -> str:
+    """The question's word's contamination label; ``unknown`` for data built before the labels."""
+    return row.get("contamination") or "unknown"
+
+
 def task_metrics(rows: list[Row], task: str, questions: list[Row]) -> dict[str, Any]:
     m: dict[str, Any] = {
         "replies": len(rows),
@@ -104,6 +114,9 @@ def task_metrics(rows: list[Row], task: str, questions: list[Row]) -> dict[str, 
         "by_word_length": _breakdown(rows, lambda r: r["word_length"]),
         "by_word_tokens": _breakdown(rows, lambda r: r["word_tokens"]),
         "by_stratum": _breakdown(rows, lambda r: r["stratum"]),
+        # Hold-out words near a trained word (data/contamination.py); "unknown" for older data.
+        "by_contamination": _breakdown(rows, _contamination),
+        "clean_accuracy": question_rate([r for r in rows if _contamination(r) == "clean"], lambda r: r["correct"]),
     }
     lengths: dict[str, list[int]] = defaultdict(list)
     for q in questions:
@@ -114,7 +127,9 @@ def task_metrics(rows: list[Row], task: str, questions: list[Row]) -> dict[str, 
         m["by_k"] = _breakdown(rows, lambda r: r["k"])
         m["error_offsets"] = dict(sorted(Counter(
             position_offset(r["word"], r["k"], r["parsed"]) for r in rows if not r["correct"]).items()))
-    if task in ("count", "length"):
+    if task == "occurrence":  # external question sets: the index of a letter's first / last occurrence
+        m["by_k"] = _breakdown(rows, lambda r: r["k"])
+    if task in ("count", "length", "occurrence"):
         answered = [r for r in rows if r["parsed"] is not None]
         m["mae"] = (sum(abs(int(r["parsed"]) - int(r["answer"])) for r in answered) / len(answered)
                     if answered else None)
@@ -128,7 +143,7 @@ def task_metrics(rows: list[Row], task: str, questions: list[Row]) -> dict[str, 
 
 def compute_metrics(questions: list[Row], predictions: list[Row]) -> dict[str, Any]:
     rows = joined_rows(questions, predictions)
-    tasks = sorted({r["task"] for r in rows}, key=lambda t: ("position", "count", "length").index(t))
+    tasks = sorted({r["task"] for r in rows}, key=TASK_ORDER.index)
     out: dict[str, Any] = {"tasks": {t: task_metrics([r for r in rows if r["task"] == t], t,
                                                      [q for q in questions if q["task"] == t]) for t in tasks}}
     word = lambda r: r["word"]  # noqa: E731 - one word can be asked about in both tasks: resample words

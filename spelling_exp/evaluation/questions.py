@@ -3,7 +3,8 @@
 Deterministic per seed. Strata are allocated exactly (largest remainder over the weights),
 then assigned to words in a seeded order, so "first / middle / last" and "true count 0 / 1 /
 2 / 3+" appear in the configured proportions. Every field needed to audit a question is
-saved: the word, k or letter, the stratum, the true answer, word length and tokens.
+saved: the word, k or letter, the stratum, the true answer, word length and tokens, and the
+word's contamination label (data/contamination.py) when the hold-out rows carry one.
 
 Count questions must not leak their answer through the asked letter. Drawing the letter from
 the word's own letters (count >= 1) or from the letters *not* in it (count 0) would make rare
@@ -38,10 +39,9 @@ def ordinal(k: int) -> str:
     return f"{k}{suffix}"
 
 
-def validate_eval_config(cfg: Any) -> None:
-    """Checks the schema cannot express (task and split names are enums, checked at composition)."""
-    needed = set(cfg.tasks) | ({"position_last"} if "position" in cfg.tasks else set())
-    for key in needed:
+def check_phrasings(cfg: Any, keys: Any) -> None:
+    """Each phrasing key in ``keys`` has wordings, and they use only that key's placeholders."""
+    for key in sorted(keys):
         texts = cfg.phrasings.get(key)
         if not texts:
             raise ConfigError(f"eval.phrasings.{key}: no phrasings given")
@@ -50,6 +50,19 @@ def validate_eval_config(cfg: Any) -> None:
             if names - PLACEHOLDERS[key]:
                 raise ConfigError(f"eval.phrasings.{key}: unknown placeholder(s) {sorted(names - PLACEHOLDERS[key])} "
                                   f"in '{text}' (allowed: {sorted(PLACEHOLDERS[key])})")
+
+
+def validate_eval_config(cfg: Any) -> None:
+    """Checks the schema cannot express (task and split names are enums, checked at composition).
+
+    With ``eval.questions_file`` the file's questions replace the generated ones: the file itself
+    is checked by evaluation/external.py (the phrasings it needs included), not here.
+    """
+    if not getattr(cfg, "questions_file", None):
+        if "occurrence" in cfg.tasks:
+            raise ConfigError("eval.tasks: 'occurrence' questions are not generated; they come only from an "
+                              "external question set (eval.questions_file)")
+        check_phrasings(cfg, set(cfg.tasks) | ({"position_last"} if "position" in cfg.tasks else set()))
     for name, strata, known in (("position_strata", cfg.position_strata, POSITION_STRATA),
                                 ("count_strata", cfg.count_strata, COUNT_STRATA)):
         unknown = set(strata) - set(known)
@@ -162,8 +175,7 @@ def _count_questions(rows: list[dict[str, Any]], strata: list[str], rng, cfg: An
             seeded_rng(cfg.seed, f"count-words:{s}:{letter}").shuffle(pool)
             pools[s, letter] = pool
         row = pools[s, letter].pop()
-        out.append({"word": row["word"], **_count_question(row, s, letter, rng, cfg),
-                    "word_length": len(row["word"]), "word_tokens": row.get("n_tokens")})
+        out.append({"word": row["word"], **_count_question(row, s, letter, rng, cfg), **_word_fields(row)})
     return out
 
 
@@ -183,7 +195,16 @@ def _ask(task: str, row: dict[str, Any], stratum: str, rng, cfg: Any) -> dict[st
         q = _length_question(row, rng, cfg)
     if q is None:
         return None
-    return {"word": row["word"], **q, "word_length": len(row["word"]), "word_tokens": row.get("n_tokens")}
+    return {"word": row["word"], **q, **_word_fields(row)}
+
+
+def _word_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """What a question records about its word: length, tokens and (data format >= 3) the
+    contamination label, left out for older hold-out rows so their questions stay identical."""
+    out = {"word_length": len(row["word"]), "word_tokens": row.get("n_tokens")}
+    if "contamination" in row:
+        out["contamination"] = row["contamination"]
+    return out
 
 
 def build_questions(holdout_rows: list[dict[str, Any]], cfg: Any) -> list[dict[str, Any]]:

@@ -1,5 +1,8 @@
 """The evaluation recipe: hold-out words -> questions -> replies -> parsed answers -> metrics.
 
+The questions are generated from the hold-out words (evaluation/questions.py), or read from
+``eval.questions_file`` (evaluation/external.py); everything after that is the same.
+
 The recipe never loads a model: a backend (``evaluation/backends``), built from the model
 config and an optional adapter, renders the prompts and generates the replies.
 
@@ -17,11 +20,13 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from spelling_exp.config import EvalConfig, ModelConfig
+from spelling_exp.errors import ConfigError
+from spelling_exp.evaluation.external import load_external_questions, source_counts, summary_line
 from spelling_exp.evaluation.metrics import compute_metrics, metrics_table
 from spelling_exp.evaluation.parsing import parse_letter, parse_number
 from spelling_exp.evaluation.questions import build_questions, validate_eval_config
@@ -54,6 +59,9 @@ def score(q: dict[str, Any], reply: str) -> dict[str, Any]:
         p = parse_letter(reply, q["word"], q["k"], q.get("asked_as_last", False))
     elif q["task"] == "count":
         p = parse_number(reply, q["word"], q["letter"])
+    elif q["task"] == "occurrence":  # an index (external question sets): no reading from a spelled-out word
+        p = parse_number(reply, q["word"], q["letter"])
+        p = replace(p, lenient=p.value)
     else:
         p = parse_number(reply, q["word"])
     return {"parsed": p.value, "lenient": p.lenient, "spelled": p.spelled, "ambiguous": p.ambiguous,
@@ -73,22 +81,27 @@ def adapter_fingerprint(adapter: str | None) -> str | None:
     return sha256_text("".join(f"{p.name}:{sha256_file(p)}" for p in files))
 
 
-def eval_payload(eval_cfg: EvalConfig, model: ModelConfig, questions_sha: str, adapter: str | None) -> dict[str, Any]:
+def eval_payload(eval_cfg: EvalConfig, model: ModelConfig, questions_sha: str, adapter: str | None,
+                 questions_source: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything that determines an evaluation's replies: its cache key, and (less the adapter)
-    the identity two evaluations must share to be compared."""
+    the identity two evaluations must share to be compared. ``questions_source``: the counts of an
+    external question set (evaluation/external.py), whose questions have no hold-out split."""
     e = eval_cfg
     generation = {"backend": str(e.backend), "sampling": asdict(e.sampling), "n_samples": e.n_samples,
                   "batch_size": e.batch_size, "max_new_tokens": e.max_new_tokens, "seed": e.seed}
     if adapter:
         generation["merge_adapter"] = e.merge_adapter
-    return {
+    payload = {
         "format": EVAL_FORMAT_VERSION,
         "model": model.identity(),
         "adapter": adapter_fingerprint(adapter),
         "questions_sha256": questions_sha,
-        "split": str(e.split),
+        "split": str(e.split) if questions_source is None else "external",
         "generation": generation,
     }
+    if questions_source is not None:
+        payload["questions_source"] = questions_source
+    return payload
 
 
 PREDICTION_FIELDS = ("id", "sample", "batch", "reply", "truncated", "parsed", "lenient", "spelled", "ambiguous",
@@ -178,26 +191,53 @@ def run_predictions(eval_cfg: EvalConfig, backend: Any, out: Path, questions: li
     return rows
 
 
+def _external_questions(eval_cfg: EvalConfig, model: ModelConfig, cache_dir: str,
+                        training_words: Path | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``eval.questions_file``'s questions, checked against the training words, with tokens per word."""
+    from spelling_exp.model.tokenizer import load_tokenizer
+
+    if training_words is None:
+        raise ConfigError("eval.questions_file: no training words to check the file's words against")
+
+    def count_tokens(words: list[str]) -> list[int]:
+        tok = load_tokenizer(model, cache_dir)  # cached; no weights
+        return [len(ids) for ids in tok(words, add_special_tokens=False)["input_ids"]]
+
+    qs = load_external_questions(eval_cfg, read_json(training_words)["tokens"], count_tokens)
+    return qs.questions, qs.source
+
+
 def evaluate(eval_cfg: EvalConfig, model: ModelConfig, holdout_path: Path, out: Path, cache_dir: str,
-             adapter: str | None = None, title: str = "") -> EvalResult:
-    """Evaluate ``model`` (+ ``adapter``) on questions built from the hold-out words in ``holdout_path``."""
+             adapter: str | None = None, title: str = "", training_words: Path | None = None) -> EvalResult:
+    """Evaluate ``model`` (+ ``adapter``) on questions built from the hold-out words in ``holdout_path``,
+    or on ``eval.questions_file`` (checked against the training words in ``training_words``, the
+    data stage's english_tokens.json)."""
     from spelling_exp.evaluation.backends import make_backend
 
     validate_eval_config(eval_cfg)
-    questions = build_questions(list(iter_jsonl(holdout_path)), eval_cfg)
+    source = None
+    if eval_cfg.questions_file:
+        questions, source = _external_questions(eval_cfg, model, cache_dir, training_words)
+    else:
+        questions = build_questions(list(iter_jsonl(holdout_path)), eval_cfg)
     q_sha = sha256_text("".join(canonical_json(q) + "\n" for q in questions))
-    payload = eval_payload(eval_cfg, model, q_sha, adapter)
+    payload = eval_payload(eval_cfg, model, q_sha, adapter, source_counts(source) if source else None)
     key = cache_key(payload)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_jsonl(out / "questions.jsonl", questions)
+    if source is not None:  # outside the cache entry: it names this run's file path
+        atomic_write_json(out / "questions_source.json", source)
+        print(summary_line(source))
 
     def evaluate_into_out() -> None:
         backend = make_backend(eval_cfg, model, adapter, cache_dir)
         predictions = run_predictions(eval_cfg, backend, out, questions, key)
         metrics = compute_metrics(questions, predictions)
-        metrics["meta"] = {"key": key, "model": model.name, "adapter": adapter, "split": str(eval_cfg.split),
+        metrics["meta"] = {"key": key, "model": model.name, "adapter": adapter, "split": payload["split"],
                            "sampling": asdict(eval_cfg.sampling), "n_samples": eval_cfg.n_samples,
                            "identity": payload}
+        if source is not None:
+            metrics["meta"]["questions_source"] = source_counts(source)
         atomic_write_json(out / "metrics.json", metrics)
         atomic_write_text(out / "metrics.md", metrics_table(metrics, title or out.name))
 

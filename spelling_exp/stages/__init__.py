@@ -19,6 +19,8 @@ STAGE_RUNNERS: dict[Stage, str] = {
     Stage.eval_base: "spelling_exp.stages.eval:run_eval_base_stage",
     Stage.eval_adapter: "spelling_exp.stages.eval:run_eval_adapter_stage",
     Stage.train: "spelling_exp.stages.train:run_train_stage",
+    Stage.train_control: "spelling_exp.stages.train:run_train_control_stage",
+    Stage.eval_control: "spelling_exp.stages.eval:run_eval_control_stage",
     Stage.compare: "spelling_exp.stages.compare:run_compare_stage",
     Stage.report: "spelling_exp.stages.report:run_report_stage",
 }

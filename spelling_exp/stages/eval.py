@@ -1,5 +1,6 @@
 """Eval stages: `eval` (eval.adapter_path, or the base model), `eval_base` (no adapter),
-`eval_adapter` (the adapter trained in this run dir, never a configured one)."""
+`eval_adapter` (the adapter trained in this run dir, never a configured one), `eval_control`
+(the placebo adapter trained in this run dir). All on the same hold-out questions."""
 from __future__ import annotations
 
 from spelling_exp.errors import ConfigError
@@ -12,7 +13,8 @@ def _evaluate(ctx: RunContext, name: str, adapter: str | None, title: str) -> Ev
     c = ctx.cfg
     data = ctx.prepare_data()
     result = evaluate(c.eval, c.model, data.dir / f"holdout_{c.eval.split}.jsonl", ctx.run_dir / name,
-                      c.paths.cache_dir, adapter=adapter, title=title)
+                      c.paths.cache_dir, adapter=adapter, title=title,
+                      training_words=data.dir / "english_tokens.json")  # eval.questions_file's overlap check
     _track(ctx, result, name)
     return result
 
@@ -45,9 +47,17 @@ def run_eval_base_stage(ctx: RunContext) -> EvalResult:
     return _evaluate(ctx, "eval_base", None, "base model")
 
 
-def run_eval_adapter_stage(ctx: RunContext) -> EvalResult:
-    adapter = ctx.run_dir / "train" / "adapter"
+def _run_dir_adapter(ctx: RunContext, train_stage: str) -> str:
+    adapter = ctx.run_dir / train_stage / "adapter"
     if not (adapter / "adapter_config.json").is_file():
-        raise ConfigError(f"no trained adapter at {adapter}: run the train stage first, or evaluate an existing "
-                          "adapter with stage=eval eval.adapter_path=<dir>")
-    return _evaluate(ctx, "eval_adapter", str(adapter), "LoRA adapter")
+        raise ConfigError(f"no trained adapter at {adapter}: run the {train_stage} stage first, or evaluate an "
+                          "existing adapter with stage=eval eval.adapter_path=<dir>")
+    return str(adapter)
+
+
+def run_eval_adapter_stage(ctx: RunContext) -> EvalResult:
+    return _evaluate(ctx, "eval_adapter", _run_dir_adapter(ctx, "train"), "LoRA adapter")
+
+
+def run_eval_control_stage(ctx: RunContext) -> EvalResult:
+    return _evaluate(ctx, "eval_control", _run_dir_adapter(ctx, "train_control"), "placebo adapter")

@@ -1,29 +1,41 @@
-"""Train stage: LoRA adapter in <run_dir>/train/adapter; the training curve goes to the tracker."""
+"""Train stages: the spelling LoRA adapter in <run_dir>/train/adapter and, for `train_control`,
+the placebo adapter (shuffled spellings, everything else identical) in <run_dir>/train_control/adapter.
+The training curve goes to the tracker."""
 from __future__ import annotations
 
 from typing import Any
 
+from spelling_exp.config import Spellings
 from spelling_exp.stages.context import RunContext
 from spelling_exp.tracking import Tracker
 from spelling_exp.training.recipe import TrainResult, train
 
 
-def log_train_record(tracker: Tracker, record: dict[str, Any], step: int) -> None:
-    data = {f"train/{k}": v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}
+def log_train_record(tracker: Tracker, record: dict[str, Any], step: int, prefix: str = "train") -> None:
+    data = {f"{prefix}/{k}": v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}
     if data:
-        tracker.log({**data, "train/global_step": step})
+        tracker.log({**data, f"{prefix}/global_step": step})
+
+
+def _train(ctx: RunContext, name: str, spellings: Spellings | None) -> TrainResult:
+    c = ctx.cfg
+    data = ctx.prepare_data(spellings)
+    result = train(c.model, c.lora, c.train, data.dir, data.key, ctx.run_dir / name, c.paths.cache_dir,
+                   on_log=lambda record, step: log_train_record(ctx.tracker, record, step, name))
+    if result.cache_hit:  # the curve belongs to this run too
+        for record in result.log_history():
+            log_train_record(ctx.tracker, record, record.get("step", 0), name)
+    info = result.info
+    ctx.tracker.summary({f"{name}/steps": info["steps"], f"{name}/final_loss": info["final_loss"],
+                         f"{name}/padding_fraction": info["batching"]["padding_fraction"],
+                         f"{name}/cache_hit": result.cache_hit})
+    return result
 
 
 def run_train_stage(ctx: RunContext) -> TrainResult:
-    c = ctx.cfg
-    data = ctx.prepare_data()
-    result = train(c.model, c.lora, c.train, data.dir, data.key, ctx.run_dir / "train", c.paths.cache_dir,
-                   on_log=lambda record, step: log_train_record(ctx.tracker, record, step))
-    if result.cache_hit:  # the curve belongs to this run too
-        for record in result.log_history():
-            log_train_record(ctx.tracker, record, record.get("step", 0))
-    info = result.info
-    ctx.tracker.summary({"train/steps": info["steps"], "train/final_loss": info["final_loss"],
-                         "train/padding_fraction": info["batching"]["padding_fraction"],
-                         "train/cache_hit": result.cache_hit})
-    return result
+    return _train(ctx, "train", None)
+
+
+def run_train_control_stage(ctx: RunContext) -> TrainResult:
+    """The placebo arm: same seed, templates, words, steps; letters of each word shuffled."""
+    return _train(ctx, "train_control", Spellings.shuffled)
