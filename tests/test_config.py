@@ -23,7 +23,7 @@ def test_help_is_fast_and_imports_no_torch():
     r = run_cli("--help")
     elapsed = time.perf_counter() - t0
     assert r.returncode == 0, r.stderr
-    assert "model: qwen3_4b, smollm2_135m" in r.stdout and "paths: default" in r.stdout
+    assert "model: qwen3_4b, qwen3_tiny, smollm2_135m" in r.stdout and "paths: default" in r.stdout
     assert elapsed < 8  # the 2 s target is measured by benchmarks/data_build.py; this catches regressions
 
 

@@ -231,8 +231,13 @@ def _boxes(ax, groups: list[list[float]], colors: list[str], percent: bool = Fal
     if not present:
         ax.text(0.5, 0.5, "not counted", transform=ax.transAxes, ha="center", va="center", color="#555555")
         return
-    bp = ax.boxplot([groups[i] for i in present], positions=present, vert=False, whis=(5, 95), showfliers=False,
-                    widths=0.6, patch_artist=True, showmeans=True,
+    import matplotlib
+
+    # matplotlib >= 3.10 names the direction `orientation`; `vert` is deprecated there, the only way before
+    horizontal = ({"orientation": "horizontal"} if tuple(int(x) for x in matplotlib.__version__.split(".")[:2])
+                  >= (3, 10) else {"vert": False})
+    bp = ax.boxplot([groups[i] for i in present], positions=present, whis=(5, 95), showfliers=False,
+                    widths=0.6, patch_artist=True, showmeans=True, **horizontal,
                     meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black",
                                "markersize": 4},
                     medianprops={"color": "black", "linewidth": 1.2})
@@ -362,8 +367,10 @@ def build_markdown(summary: dict[str, Any], lay: dict[str, Any], examples: dict[
                     if len(over) == 1 else f"; chat template overhead {over[0]}–{over[-1]} tokens" if over else "")
         md += [f"- **Answer-token share** (assistant tokens / (user + assistant) tokens; the loss is on the answer "
                f"only): {_pct(ans['mean_weighted'])} on average, {_pct(ans['p5'])}–{_pct(ans['p95'])} "
-               f"(5th–95th percentile){over_txt}. Counted with the tokenizer on {ans['sampled']:,} training examples: "
-               f"the first {ans['per_group']} of each template × separator pair."]
+               f"(5th–95th percentile){over_txt}. Counted with the tokenizer on "
+               + (f"every training example ({ans['sampled']:,})." if ans["sampled"] >= n["train"] else
+                  f"{ans['sampled']:,} training examples: the first {ans['per_group']} of each template × "
+                  f"separator pair, weighted by the pair's share of the training set.")]
     else:
         md += ["- **Answer-token share**: not counted (no tokenizer was available when this report was written)."]
     extremes = []

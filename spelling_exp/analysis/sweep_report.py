@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import statistics
 from collections import defaultdict
@@ -19,6 +20,8 @@ from spelling_exp.analysis.compare import COMPARISON_FILE, PRIMARY_TASKS, TASK_O
 from spelling_exp.analysis.report import percent_axis, pyplot, render_markdown_page, y_top
 from spelling_exp.jobs import RESULT, job_dirs
 from spelling_exp.storage.io import atomic_open, atomic_write_json, atomic_write_text, read_json
+
+log = logging.getLogger(__name__)
 
 # two-sided 95% t quantiles for df = 1..30; beyond that the normal value is close enough
 _T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
@@ -320,6 +323,129 @@ def select_for_test(rows: list[dict[str, Any]], sweep_dir: Path) -> dict[str, An
             "on_validation": splits == ["validation"], "command": command}
 
 
+# ------------------------------------------------------------------------------ accuracy by template
+def _nonzero(weights: Any) -> str:
+    """Names with a non-zero weight: "space, comma" when their weights are equal, else with weights."""
+    if not isinstance(weights, dict):
+        return ""
+    kept = [(str(k), float(v)) for k, v in weights.items() if isinstance(v, (int, float)) and v > 0]
+    if len({w for _, w in kept}) <= 1:
+        return ", ".join(k for k, _ in kept)
+    return ", ".join(f"{k} ({w:g})" for k, w in kept)
+
+
+def job_template(job_dir: Path) -> dict[str, Any] | None:
+    """A job's template preset and the categories / styles / separators its mix weights above zero,
+    from the job's own record of its config (.hydra/config.yaml, key ``template``)."""
+    from omegaconf import OmegaConf
+
+    f = Path(job_dir) / ".hydra" / "config.yaml"
+    if not f.is_file():
+        return None
+    try:
+        t = OmegaConf.select(OmegaConf.load(f), "template")
+        t = OmegaConf.to_container(t, resolve=False) if t is not None else None
+    except Exception:  # a damaged record leaves the job out of this section, never the report
+        return None
+    if not isinstance(t, dict):
+        return None
+    mix = t.get("mix") if isinstance(t.get("mix"), dict) else {}
+    return {"preset": str(t.get("name", "?")), "categories": _nonzero(mix.get("categories")),
+            "styles": _nonzero(mix.get("styles")), "separators": _nonzero(mix.get("separators"))}
+
+
+def template_rows(sweep_dir: Path, rows: list[dict[str, Any]], swept: list[str]) -> list[dict[str, Any]]:
+    """One entry per complete job with its template (see :func:`job_template`) and a plot label,
+    when the sweep varies the template (a swept ``template`` key, or jobs whose templates differ);
+    else []."""
+    found = []
+    for r in rows:
+        t = job_template(Path(sweep_dir) / str(r["job"]))
+        if t is not None:
+            found.append((r, t))
+    dims = ("preset", "categories", "styles", "separators")
+    varies = [d for d in dims if len({t[d] for _, t in found}) > 1]
+    if not found or not (varies or any(k == "template" or k.startswith("template.") for k in swept)):
+        return []
+    others = [k for k in swept if k != "template" and not k.startswith("template.")]
+    # a plot label names what the preset name alone does not tell apart (e.g. mixed with one separator)
+    names = len({t["preset"] for _, t in found})
+    ambiguous = [d for d in ("categories", "separators", "styles")
+                 if len({(t["preset"], t[d]) for _, t in found}) > names]
+    out = []
+    for r, t in found:
+        label = [t["preset"], *[f"{d}: {t[d]}" for d in ambiguous], *[f"{k}={r['params'].get(k)}" for k in others]]
+        out.append({"job": r["job"], **t, "label": "\n".join(label), "tasks": {
+            task: {"adapter": e["adapter"], "adapter_ci95": e.get("adapter_ci95"), "base": e["base"],
+                   "base_ci95": e.get("base_ci95")} for task, e in r["tasks"].items()}})
+    return out
+
+
+def plot_by_template(entries: list[dict[str, Any]], dpi: int = 110) -> bytes | None:
+    """Adapter strict accuracy per job (labelled by its template), one marker per task with its 95%
+    interval; the base model's accuracy per task as a dashed line (the same questions for every job)."""
+    tasks = [t for t in TASK_ORDER if any(t in e["tasks"] for e in entries)]
+    if not entries or not tasks:
+        return None
+    plt = pyplot()
+    colors = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(min(14.0, max(6.0, 1.25 * len(entries) + 3.5)), 4.2))
+    highs: list[float] = []
+    k = len(tasks)
+    for j, task in enumerate(tasks):
+        color = colors(j % 10)
+        pts = [(i, e["tasks"][task]) for i, e in enumerate(entries) if task in e["tasks"]]
+        ys = [p["adapter"] for _, p in pts]
+        cis = [p.get("adapter_ci95") or [p["adapter"], p["adapter"]] for _, p in pts]
+        off = (j - (k - 1) / 2) * 0.16
+        ax.errorbar([i + off for i, _ in pts], ys, yerr=[[max(0.0, y - c[0]) for y, c in zip(ys, cis)],
+                                                         [max(0.0, c[1] - y) for y, c in zip(ys, cis)]],
+                    fmt="o", linestyle="none", capsize=3, markersize=6, color=color, elinewidth=1.2,
+                    label=f"{task}: LoRA adapter")
+        highs += [c[1] for c in cis]
+        bases = {round(p["base"], 6) for _, p in pts}
+        if len(bases) == 1:
+            base = bases.pop()
+            ax.axhline(base, color=color, linestyle="--", linewidth=1, alpha=0.8, label=f"{task}: base model")
+            highs.append(base)
+    ax.set_xticks(range(len(entries)), [e["label"] for e in entries])
+    ax.set_xlim(-0.6, len(entries) - 0.4)
+    ax.grid(axis="x", visible=False)
+    top = y_top(highs)
+    percent_axis(ax, top, "strict accuracy\n(95% interval)")
+    ax.set_ylim(-0.025 * top, top)
+    ax.set_xlabel("template preset of the job's training data")
+    ax.set_title("Adapter strict accuracy by template")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _fig_png(fig, dpi)
+
+
+def template_section(entries: list[dict[str, Any]], tasks: list[str], image: str | None) -> list[str]:
+    """The "Accuracy by template" Markdown section (empty without entries)."""
+    if not entries:
+        return []
+
+    def acc(p: dict[str, Any] | None) -> str:
+        if not p:
+            return ""
+        ci = p.get("adapter_ci95")
+        return f"{100 * p['adapter']:.1f}%" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+    md = ["", "## Accuracy by template", "",
+          "Per job: the template preset its adapter was trained on, with the categories, styles and separators "
+          "its mix weights above zero (from the job's .hydra/config.yaml, template.mix; a weight is shown when "
+          "they differ), and the adapter's strict accuracy per task with its 95% interval "
+          "(eval_adapter/metrics.json). Each job's data report (data/report/data_report.html) shows its examples. "
+          "Exploratory: no multiplicity correction across jobs.", ""]
+    head = ["job", "template", "categories", "styles", "separators", *[f"{t}: adapter [95% CI]" for t in tasks]]
+    body = [[str(e["job"]), e["preset"], e["categories"], e["styles"], e["separators"],
+             *[acc(e["tasks"].get(t)) for t in tasks]] for e in entries]
+    md += md_table(head, body)
+    if image:
+        md += ["", f"![Accuracy by template]({image})"]
+    return md
+
+
 def write_sweep_report(sweep_dir: Path, dpi: int = 110) -> Path:
     sweep_dir = Path(sweep_dir)
     rows, swept, failed = collect_rows(sweep_dir)
@@ -394,6 +520,17 @@ def write_sweep_report(sweep_dir: Path, dpi: int = 110) -> Path:
                            pts(e["diff"]["mean"], e["diff"]["lo"], e["diff"]["hi"])] if e else [""] * 3)
             body.append(cells)
         md += md_table(head, body)
+    templates = template_rows(sweep_dir, rows, swept)
+    if templates:
+        png = None
+        try:
+            png = plot_by_template(templates, dpi)
+        except Exception as e:  # the section's table stands without its plot
+            log.warning("sweep report: accuracy-by-template plot left out (%s: %s)", type(e).__name__, e)
+        if png:
+            with atomic_open(sweep_dir / "comparison_template.png", "wb") as f:
+                f.write(png)
+        md += template_section(templates, tasks, "comparison_template.png" if png else None)
     if failed:
         md += ["", "## Failed jobs", ""] + [
             f"- job {f['job']} ({', '.join(f'{k}={v}' for k, v in f['params'].items()) or 'no overrides'}): "
@@ -410,5 +547,5 @@ def write_sweep_report(sweep_dir: Path, dpi: int = 110) -> Path:
                       render_markdown_page(md_text, f"Sweep comparison: {sweep_dir.name}", sweep_dir, width="1250px"))
     atomic_write_json(sweep_dir / "comparison.json",
                       {"swept": swept, "rows": rows, "aggregated": aggregated, "failed": failed,
-                       "selected": chosen})
+                       "selected": chosen, "templates": templates})
     return sweep_dir

@@ -1,4 +1,5 @@
-"""Model loading: hub id, local directory, or GGUF file; device and dtype; optional LoRA adapter.
+"""Model loading: hub id, local directory, GGUF file, or random weights (``random:qwen3``, built
+once by model/tiny.py); device and dtype; optional LoRA adapter.
 
 GGUF (the embedded SmolLM2): transformers dequantizes it to float32 in ~12-15 s of pure-Python
 parsing. We do that once, strip the GGUF quantization marker (it makes TRL refuse to train and
@@ -15,6 +16,7 @@ from typing import Any
 
 from spelling_exp.errors import ModelLoadError
 from spelling_exp.model.resources import gguf_path, resolve_model_path
+from spelling_exp.model.tiny import is_random, tiny_model_dir
 from spelling_exp.model.tokenizer import gguf_cache_dir, hub_reachable, load_tokenizer, looks_like_hub_id
 from spelling_exp.storage.io import safetensors_complete
 
@@ -125,7 +127,9 @@ def load_model(model_cfg: Any, cache_dir: str | os.PathLike, adapter_path: str |
     tok = load_tokenizer(model_cfg, cache_dir)
     path = resolve_model_path(model_cfg.path)
     kwargs: dict[str, Any] = {"trust_remote_code": model_cfg.trust_remote_code, "dtype": dtype}
-    if model_cfg.gguf_file:
+    if is_random(model_cfg.path):
+        path = str(tiny_model_dir(model_cfg, cache_dir))  # built once, verified on every use
+    elif model_cfg.gguf_file:
         path = str(gguf_to_safetensors(gguf_path(model_cfg.path, model_cfg.gguf_file), cache_dir, model_cfg))
     else:
         kwargs["revision"] = model_cfg.revision

@@ -8,6 +8,13 @@ made a step 1.3-1.5x slower than a bare loop. ``LeanSFTTrainer.compute_loss`` in
 backbone once and projects only the positions that carry a label (the answer tokens) through
 the LM head: the same loss, less work than even a bare loop. TRL's data handling is kept.
 
+Padded batches only. The loss passes the backbone ``input_ids`` and ``attention_mask`` and nothing
+else, so it is only correct for padded batches: a padding-free batch (the sequences of a batch
+concatenated into one row, told apart by ``position_ids``, no attention mask), which Unsloth turns
+on by itself, would let every sequence attend to the ones before it. ``check_padded_batches`` runs
+on every built trainer and refuses one whose arguments or collator would produce such batches, and
+``compute_loss`` refuses a batch without an attention mask.
+
 Preemption. SIGTERM / SIGUSR1 / SIGUSR2 only set a flag; the step in flight finishes, the
 trainer saves a checkpoint and stops, and the recipe hands the signal to whoever held it before
 (submitit on Slurm, which requeues the job).
@@ -20,6 +27,51 @@ from contextlib import contextmanager
 from typing import Any
 
 PREEMPTION_SIGNALS = tuple(getattr(signal, s) for s in ("SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, s))
+# Keys only a padding-free (flattened) batch carries: TRL's flash-attention metadata, unsloth's lengths.
+PADDING_FREE_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k", "seq_idx",
+                     "packed_seq_lengths")
+
+
+def batch_problem(batch: Any, rows: int | None = None) -> str | None:
+    """Why ``batch`` is not a padded batch that ``LeanSFTTrainer.compute_loss`` handles correctly
+    (None when it is): it needs ``attention_mask`` of ``input_ids``'s shape, one row per example,
+    and none of the padding-free keys."""
+    keys = sorted(batch.keys())
+    flattened = [k for k in PADDING_FREE_KEYS if k in batch]
+    if flattened:
+        return f"it carries padding-free keys {flattened} (keys: {keys})"
+    if batch.get("attention_mask") is None:
+        extra = " and position_ids" if "position_ids" in batch else ""
+        return f"it has no attention_mask{extra} (keys: {keys})"
+    shape, mask_shape = tuple(batch["input_ids"].shape), tuple(batch["attention_mask"].shape)
+    if mask_shape != shape:
+        return f"attention_mask {mask_shape} does not match input_ids {shape}"
+    if rows is not None and shape[0] != rows:
+        return f"{rows} examples became {shape[0]} rows of input_ids {shape} (flattened)"
+    return None
+
+
+def check_padded_batches(trainer: Any) -> None:
+    """Refuse a built trainer that would feed ``compute_loss`` padding-free or packed batches: its
+    arguments, its collator's flags (TRL's ``padding_free``, unsloth's wrapper), and one real batch
+    collated from the first examples of its training set (no RNG is drawn)."""
+    args, collator = trainer.args, trainer.data_collator
+    why = None
+    for flag in ("padding_free", "packing"):
+        if getattr(args, flag, False):
+            why = f"its arguments set {flag}={getattr(args, flag)!r}"
+    if why is None and getattr(collator, "padding_free", False):
+        why = f"its collator {type(collator).__name__} is padding-free"
+    if why is None and getattr(collator, "_unsloth_padding_free_lengths_wrapped", False):
+        why = "unsloth wrapped its collator for padding-free batches"
+    if why is None and trainer.train_dataset is not None and len(trainer.train_dataset) > 0:
+        n = min(2, len(trainer.train_dataset))
+        problem = batch_problem(collator([trainer.train_dataset[i] for i in range(n)]), n)
+        why = f"a collated batch is not padded: {problem}" if problem else None
+    if why:
+        raise RuntimeError(f"refusing to train: {why}. LeanSFTTrainer.compute_loss needs padded batches with an "
+                           "attention mask; padding-free batches would let the examples of a batch attend to each "
+                           "other (see training/trainer.py)")
 
 
 def make_trainer_class():
@@ -42,6 +94,9 @@ def make_trainer_class():
             lm_head = base.get_output_embeddings()
             if backbone is None or lm_head is None or return_outputs:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if inputs.get("attention_mask") is None or any(k in inputs for k in PADDING_FREE_KEYS):
+                raise RuntimeError(f"LeanSFTTrainer.compute_loss: {batch_problem(inputs)}; padding-free batches "
+                                   "would let the examples of a batch attend to each other")
             labels = inputs["labels"]
             hidden = backbone(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
                               use_cache=False).last_hidden_state
@@ -60,8 +115,6 @@ def make_trainer_class():
             return loss
 
     return LeanSFTTrainer
-
-
 
 
 def log_callback(on_log: Callable[[dict[str, Any], int], None]) -> Any:
