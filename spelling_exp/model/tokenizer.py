@@ -136,6 +136,8 @@ def load_gguf_tokenizer(gguf: Path, cache_dir: str | os.PathLike | None, common:
     if cached is not None and (cached / "tokenizer.json").is_file():
         return AutoTokenizer.from_pretrained(str(cached), **common)
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, **common)
+    if tok.eos_token is None or tok.eos_token_id == tok.bos_token_id:
+        gguf_special_tokens(tok, gguf)
     if cached is not None:
         tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
         tok.save_pretrained(str(tmp))
@@ -146,6 +148,22 @@ def load_gguf_tokenizer(gguf: Path, cache_dir: str | os.PathLike | None, common:
 
             shutil.rmtree(tmp, ignore_errors=True)
     return tok
+
+
+def gguf_special_tokens(tok: Any, gguf: Path) -> None:
+    """bos / eos / pad / unk as the GGUF's own metadata names them. transformers 5.17 (the version
+    unsloth pins) reads SmolLM2's eos as its bos (``<|im_start|>``) and drops its pad; 5.24 reads
+    both right. Only called when the eos is missing or equals the bos (never right for a chat
+    model): the GGUF reader takes ~5 s, on top of the ~10 s parse, once before caching."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(gguf)).fields
+    for attr, key in (("bos_token", "bos_token_id"), ("eos_token", "eos_token_id"), ("pad_token", "padding_token_id"),
+                      ("unk_token", "unknown_token_id")):
+        f = fields.get(f"tokenizer.ggml.{key}")
+        if f is not None:
+            setattr(tok, attr, tok.convert_ids_to_tokens(int(f.parts[f.data[0]][0])))
+    log.info("special tokens of %s set from its GGUF metadata: eos %s, pad %s", gguf.name, tok.eos_token, tok.pad_token)
 
 
 def load_tokenizer(model_cfg: Any, cache_dir: str | os.PathLike | None = None) -> Any:
