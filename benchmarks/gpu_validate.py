@@ -152,7 +152,7 @@ def worker_train(work: Path, backend: str, a: argparse.Namespace) -> dict:
     cfg = compose(work, backend, a)
     build = json.loads((work / "build.json").read_text())
     s = setup(cfg.model, cfg.lora, cfg.train, Path(build["data_dir"]), work / f"train_{backend}", cfg.paths.cache_dir)
-    rows = s.trainer.train_dataset["input_ids"]
+    rows = [list(r) for r in s.trainer.train_dataset["input_ids"]]
     digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()
     lengths = [len(r) for r in rows]
     bs = cfg.train.batch_size

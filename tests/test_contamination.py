@@ -173,6 +173,7 @@ def test_questions_carry_the_label_and_metrics_break_down_by_it():
         assert t["clean_accuracy"]["n"] == 0
 
 
+@pytest.mark.slow  # builds / loads a model or a full tokenizer: 5-20 s
 def test_data_build_labels_every_holdout_row_against_the_trained_words(tmp_path, cache_dir, qwen_tokenizer,
                                                                         monkeypatch):
     """The real recipe on the small Qwen3 build: rows labelled, counts in the manifest."""

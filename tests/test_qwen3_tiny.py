@@ -99,6 +99,7 @@ def test_random_init_misconfigurations_are_refused(tiny, change, message):
 
 
 # ------------------------------------------------------------------ prompts, LoRA, adapter
+@pytest.mark.slow  # builds / loads a model or a full tokenizer: 5-20 s
 def test_prompts_end_with_empty_think_block_and_training_prompt_ids_are_eval_prompt_ids(tiny, cache_dir):
     from spelling_exp.evaluation.backends.hf import HFBackend
     from spelling_exp.training.dataset import tokenize_examples
@@ -132,6 +133,7 @@ def peft_model(tiny, tiny_dir, cache_dir):
     return load_trainable_model(tiny, lora, "peft", str(cache_dir), 96, 0, False)
 
 
+@pytest.mark.slow  # builds / loads a model or a full tokenizer: 5-20 s
 def test_all_linear_lora_finds_every_qwen3_projection_in_every_layer(tiny, peft_model):
     model, _ = peft_model
     layers = model.base_model.model.model.layers
@@ -149,6 +151,7 @@ def test_all_linear_lora_finds_every_qwen3_projection_in_every_layer(tiny, peft_
     assert trainable == tiny.random_init.num_hidden_layers * sum(r * (a + b) for a, b in shapes)
 
 
+@pytest.mark.slow  # builds / loads a model or a full tokenizer: 5-20 s
 def test_adapter_saves_reloads_and_merges_in_float32(tiny, peft_model, cache_dir, tmp_path):
     import torch
     from peft import PeftModel
