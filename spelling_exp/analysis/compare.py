@@ -229,17 +229,19 @@ def _diff(s: dict[str, Any]) -> str:
 def three_way_table(c: dict[str, Any]) -> list[str]:
     """Base / placebo / spelling per task, spelling − placebo first (the headline), as Markdown lines."""
     sp, pb = c["control"]["spelling_vs_placebo"], c["control"]["placebo_vs_base"]
-    lines = ["**Spelling vs placebo** (headline: the effect of spelling knowledge beyond format exposure)", "",
-             "| task | analysis | questions | base | placebo | spelling | spelling − placebo [95% CI] | p (test) | "
-             "Holm p | MDE at 80% power | spelling − base [95% CI] | placebo − base [95% CI] |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    tests = sorted({e["strict"]["test"].replace("_", " ") for e in sp["tasks"].values()})
+    n = max(e["strict"]["n"] for e in sp["tasks"].values())
+    lines = ["**Spelling vs placebo** (headline, primary: the effect of spelling knowledge beyond format exposure; "
+             f"{n} questions per task; {', '.join(tests)})", "",
+             "| task (strict) | base | placebo | spelling | spelling − placebo [95% CI] | p (Holm p) | "
+             "MDE, 80% power | spelling − base [95% CI] | placebo − base [95% CI] |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for task, e in ordered_tasks(sp):
         s, t, f = e["strict"], c["tasks"][task]["strict"], pb["tasks"][task]["strict"]
-        holm_p = f"{s['p_holm']:.3g}" if "p_holm" in s else ""
-        mde = f"{100 * s['mde80']:.1f} points" if s.get("mde80") == s.get("mde80") and s.get("mde80") else "n/a"
-        lines.append(f"| {task} (strict) | {s['analysis']} | {s['n']} | {_pct(t['base'])} | {_pct(s['base'])} | "
-                     f"{_pct(s['adapter'])} | {_diff(s)} | {s['p']:.3g} ({s['test'].replace('_', ' ')}) | {holm_p} | "
-                     f"{mde} | {_diff(t)} | {_diff(f)} |")
+        holm_p = f" ({s['p_holm']:.3g})" if "p_holm" in s else ""
+        mde = f"{100 * s['mde80']:.1f}" if s.get("mde80") == s.get("mde80") and s.get("mde80") else "n/a"
+        lines.append(f"| {task} | {_pct(t['base'])} | {_pct(s['base'])} | {_pct(s['adapter'])} | {_diff(s)} | "
+                     f"{s['p']:.3g}{holm_p} | {mde} | {_diff(t)} | {_diff(f)} |")
     lines.append("")
     lines.extend(f"- {e['verdict']}" for _, e in ordered_tasks(sp))
     lines += ["", "**Spelling adapter vs base model** (secondary: the total effect, format included)", ""]
@@ -269,7 +271,8 @@ def comparison_table(c: dict[str, Any]) -> str:
     which = "of the spelling adapter vs the placebo " if "control" in c else ""
     lines.append(f"- Primary analysis: strict accuracy {which}on {' and '.join(c.get('primary', []))}, co-primary, "
                  f"Holm-corrected at alpha {c.get('alpha', ALPHA)}; MDE (minimum detectable effect) stated at alpha "
-                 f"{c.get('mde_alpha', ALPHA):.3g}. Everything else is exploratory.")
+                 f"{c.get('mde_alpha', ALPHA):.3g}; the 95% CIs are per comparison, not adjusted for multiplicity. "
+                 "Everything else is exploratory.")
     lines += ["", "**Exploratory**: answer format, the lenient reading and the clean hold-out words (base → adapter)",
               "", "| task | lenient accuracy | lenient diff [95% CI] | clean words: n, strict accuracy, diff "
               "[95% CI] | no answer | ambiguous | spells word out | truncated |", "|---|---|---|---|---|---|---|---|"]

@@ -210,7 +210,7 @@ def plot_accuracy_by_task(base, adapter, control=None) -> Any:
     fig, ax = plt.subplots(figsize=(max(5.5, 1.6 * len(scopes) + 2.5), 3.8))
     arms = [(label, base if field == "base" else adapter, color) for label, field, color, _ in MODELS]
     if control is not None:  # the placebo arm sits between base and spelling adapter
-        arms.insert(1, ("placebo adapter", control, CONTROL_COLOR))
+        arms = [arms[0], ("placebo adapter", control, CONTROL_COLOR), ("spelling adapter", adapter, arms[1][2])]
     w = 0.76 / len(arms)
     highs = []
     for j, (label, m, color) in enumerate(arms):

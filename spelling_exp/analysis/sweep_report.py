@@ -34,7 +34,7 @@ def t95(df: int) -> float:
     return _T95[df - 1] if 1 <= df <= len(_T95) else 1.96
 
 
-def mean_ci(values: list[float]) -> tuple[float, float, float]:
+def seed_mean_ci(values: list[float]) -> tuple[float, float, float]:
     """(mean, lower, upper): t-based 95% CI over independent runs (seeds)."""
     m = statistics.fmean(values)
     if len(values) < 2:
@@ -119,7 +119,7 @@ def aggregate_seeds(rows: list[dict[str, Any]], swept: list[str]) -> list[dict[s
         for task in members[0]["tasks"]:
             vals = {m: [r["tasks"][task][m] for r in members if task in r["tasks"]]
                     for m in ("base", "adapter", "diff")}
-            agg["tasks"][task] = {m: dict(zip(("mean", "lo", "hi"), mean_ci(v))) for m, v in vals.items()}
+            agg["tasks"][task] = {m: dict(zip(("mean", "lo", "hi"), seed_mean_ci(v))) for m, v in vals.items()}
         out.append(agg)
     return out
 

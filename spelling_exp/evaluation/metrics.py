@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from statistics import fmean
 from typing import Any
 
+from spelling_exp.analysis.report import natural_key
 from spelling_exp.analysis.stats import mean_ci, wilson_ci
 from spelling_exp.config import Task
 from spelling_exp.evaluation.baselines import baseline_accuracy
@@ -62,20 +63,11 @@ def question_rate(rows: list[Row], value: Callable[[Row], float], cluster: Calla
     return {"n": n, "k": k, "rate": k / n, "ci95": [lo, hi]}
 
 
-def _natural(key: str) -> tuple:
-    """Numbers as numbers ("3+" after 3), strata in their natural order, anything else after."""
-    order = {"first": 0, "middle": 1, "last": 2}
-    stem = key.rstrip("+")
-    if stem.lstrip("-").isdigit():
-        return (0, int(stem), key)
-    return (1, order.get(key, 99), key)
-
-
 def _breakdown(rows: Iterable[Row], key: Callable[[Row], Any]) -> dict[str, Any]:
     groups: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
         groups[str(key(r))].append(r)
-    ordered = sorted(groups.items(), key=lambda kv: _natural(kv[0]))
+    ordered = sorted(groups.items(), key=lambda kv: natural_key(kv[0]))
     return {g: question_rate(v, lambda r: r["correct"]) for g, v in ordered}
 
 
@@ -122,7 +114,7 @@ def task_metrics(rows: list[Row], task: str, questions: list[Row]) -> dict[str, 
     for q in questions:
         lengths[q["stratum"]].append(q["word_length"])
     m["word_length_by_stratum"] = {s: {"n": len(v), "mean": fmean(v), "min": min(v), "max": max(v)}
-                                   for s, v in sorted(lengths.items(), key=lambda kv: _natural(kv[0]))}
+                                   for s, v in sorted(lengths.items(), key=lambda kv: natural_key(kv[0]))}
     if task == "position":
         m["by_k"] = _breakdown(rows, lambda r: r["k"])
         m["error_offsets"] = dict(sorted(Counter(
