@@ -250,3 +250,12 @@ def test_simulate_power_mcnemar():
     assert simulate_power_mcnemar(150, 0.5, 0.1, 0.3, seed=3) == simulate_power_mcnemar(150, 0.5, 0.1, 0.3, seed=3)
     with pytest.raises(ValueError):
         simulate_power_mcnemar(100, 0.5, 0.4, 0.3)  # |diff| > discordance
+
+
+@pytest.mark.parametrize("n", [1, 6, 7, 150, 1001])
+def test_wilson_interval_contains_the_estimate_at_the_edges(n):
+    """k = 0 once gave a lower bound of 2.8e-17 > 0 from float error (n = 6)."""
+    for k in (0, n):
+        lo, hi = wilson_ci(k, n)
+        assert lo <= k / n <= hi and 0.0 <= lo and hi <= 1.0
+    assert wilson_ci(0, n)[0] == 0.0 and wilson_ci(n, n)[1] == 1.0
