@@ -188,7 +188,7 @@ def test_moved_run_dir_still_reports(smoke_run, tmp_path):
     (moved / "report" / "report.html").unlink()
     r = run_cli(*SMOKE, "stage=report", f"output_dir={moved}")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert (moved / "report" / "report.html").is_file() and "McNemar p" in r.stdout
+    assert (moved / "report" / "report.html").is_file() and "Holm p" in r.stdout
 
 
 def test_smoke_with_placebo_control_arm_gives_a_three_way_report(smoke_run, tmp_path):
