@@ -244,6 +244,7 @@ def test_fresh_process_trains_and_replays_the_log(tiny_qwen3, spelling_data, qwe
     assert not list((tmp_path / "train").glob(".child.*"))
 
 
+@pytest.mark.slow  # a subprocess or a GGUF tokenizer rebuild: 3-8 s
 def test_fresh_process_user_error_comes_back_as_one_line(tiny_qwen3, spelling_data, cache_dir, tmp_path):
     from spelling_exp.training.recipe import train_adapter_in_fresh_process
 
@@ -330,6 +331,7 @@ def test_dropout_with_unsloth_warns_once(monkeypatch, caplog):
 
 
 # ------------------------------------------------------------------------------ older stack
+@pytest.mark.slow  # a subprocess or a GGUF tokenizer rebuild: 3-8 s
 def test_gguf_special_tokens_repair_what_transformers_5_17_misreads(smol_tokenizer):
     """transformers 5.17 (unsloth's pin) reads SmolLM2's GGUF eos as its bos and drops its pad; the
     GGUF metadata sets them back (scripts/test_older_stack.sh runs the tokenizer tests on 5.17)."""
@@ -348,6 +350,7 @@ def test_gguf_special_tokens_repair_what_transformers_5_17_misreads(smol_tokeniz
 
 
 # ------------------------------------------------------------------------------ gpu_validate
+@pytest.mark.slow  # a subprocess or a GGUF tokenizer rebuild: 3-8 s
 def test_gpu_validate_needs_cuda():
     import torch
 
