@@ -18,7 +18,6 @@ benchmarks/results/power_quickstart.json. numpy only; ~10 s on 2 cores at the de
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import sys
 import time
@@ -27,7 +26,11 @@ from _common import ROOT, print_table, write_results
 
 sys.path.insert(0, str(ROOT))
 
-from spelling_exp.analysis.stats import mcnemar_exact, mde_paired, simulate_power_mcnemar  # noqa: E402
+from spelling_exp.analysis.stats import (  # noqa: E402
+    mcnemar_critical_values,
+    mde_paired,
+    simulate_power_mcnemar,
+)
 
 N = 150
 P_BASE = 0.5  # irrelevant to McNemar power; only has to make the joint distribution feasible
@@ -45,21 +48,9 @@ def _log_binom_pmf(k: int, n: int, p: float) -> float:
     return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log1p(-p)
 
 
-@functools.cache
-def critical_values(n: int, alpha: float) -> tuple[int, ...]:
-    """crit[k]: reject with k discordant pairs when min(b, c) <= crit[k] (-1: never)."""
-    crit = []
-    for k in range(n + 1):
-        m = -1
-        while m + 1 <= k // 2 and mcnemar_exact(m + 1, k - m - 1) <= alpha:
-            m += 1
-        crit.append(m)
-    return tuple(crit)
-
-
 def exact_power(n: int, diff: float, psi: float, alpha: float) -> float:
     """Exact power of the two-sided exact McNemar test (reject when p <= alpha), by enumeration."""
-    crit = critical_values(n, alpha)
+    crit = mcnemar_critical_values(n, alpha)
     q = (psi + diff) / (2 * psi)
     total = 0.0
     for k in range(n + 1):

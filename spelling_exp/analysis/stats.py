@@ -336,7 +336,7 @@ def mde_paired(n: int, discordant_rate: float, alpha: float = 0.05, power: float
 
 
 @functools.lru_cache(maxsize=64)
-def _mcnemar_critical(n: int, alpha: float) -> tuple[int, ...]:
+def mcnemar_critical_values(n: int, alpha: float) -> tuple[int, ...]:
     """crit[k] = largest m <= k/2 with mcnemar_exact(m, k - m) <= alpha (-1 if none), k = 0..n."""
     crit = []
     for k in range(n + 1):
@@ -370,7 +370,7 @@ def simulate_power_mcnemar(n: int, p_base: float, diff: float, discordant_rate: 
         raise ValueError(f"no joint distribution with p_base={p_base}, diff={diff}, discordance={psi}")
     if n <= 0 or n_sim <= 0:
         return math.nan
-    crit = np.asarray(_mcnemar_critical(n, float(alpha)))
+    crit = np.asarray(mcnemar_critical_values(n, float(alpha)))
     rng = np.random.default_rng(seed)
     rejected = 0
     chunk = max(1, _CHUNK_ELEMS // n)
