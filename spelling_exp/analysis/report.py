@@ -397,34 +397,33 @@ def plot_training_loss(log_history: list[dict[str, Any]]) -> Any:
     return fig
 
 
+# (task, breakdown key, file name, x label, what the plot shows): every breakdown is exploratory,
+# and its heading and title say so (analysis/compare.py declares the primary analysis).
+BREAKDOWNS = (
+    ("position", "by_word_length", "position_by_length", "word length (letters)", "by word length"),
+    ("count", "by_word_length", "count_by_length", "word length (letters)", "by word length"),
+    ("position", "by_k", "position_by_k", "asked position k (1 = first letter)", "by asked position k"),
+    ("position", "by_stratum", "position_by_stratum", "asked letter",
+     "for the first / a middle / the last letter"),
+    ("count", "by_true_value", "count_by_true_count", "true count of the letter in the word", "by true count"),
+    ("position", "by_word_tokens", "position_by_tokens", "tokens per word (model tokenizer)", "by tokens per word"),
+    ("count", "by_word_tokens", "count_by_tokens", "tokens per word (model tokenizer)", "by tokens per word"),
+)
+
+
 def make_plots(base, adapter, log_history, out: Path, dpi: int = 110, control=None) -> list[tuple[str, Path]]:
     """Every plot that has data, saved as PNG in ``out``: [(title, path)] in report order."""
     out.mkdir(parents=True, exist_ok=True)
-    acc = "strict accuracy"  # every breakdown is exploratory: its heading says so (analysis/compare.py)
     figures = [
         ("Accuracy per task", "accuracy_by_task", plot_accuracy_by_task(base, adapter, control)),
         ("Format drift (exploratory)", "format_drift", plot_format_drift(base, adapter)),
-        ("Position accuracy by word length (exploratory)", "position_by_length",
-         plot_breakdown(base, adapter, "position", "by_word_length", "word length (letters)",
-                        f"Position questions: {acc} by word length (exploratory)")),
-        ("Count accuracy by word length (exploratory)", "count_by_length",
-         plot_breakdown(base, adapter, "count", "by_word_length", "word length (letters)",
-                        f"Count questions: {acc} by word length (exploratory)")),
-        ("Position accuracy by asked position k (exploratory)", "position_by_k",
-         plot_breakdown(base, adapter, "position", "by_k", "asked position k (1 = first letter)",
-                        f"Position questions: {acc} by asked position k (exploratory)")),
-        ("Position accuracy by stratum (exploratory)", "position_by_stratum",
-         plot_breakdown(base, adapter, "position", "by_stratum", "asked letter",
-                        f"Position: {acc} for the first / a middle / the last letter (exploratory)")),
-        ("Count accuracy by true count (exploratory)", "count_by_true_count",
-         plot_breakdown(base, adapter, "count", "by_true_value", "true count of the letter in the word",
-                        f"Count questions: {acc} by true count (exploratory)")),
-        ("Position accuracy by tokens per word (exploratory)", "position_by_tokens",
-         plot_breakdown(base, adapter, "position", "by_word_tokens", "tokens per word (model tokenizer)",
-                        f"Position questions: {acc} by tokens per word (exploratory)")),
-        ("Count accuracy by tokens per word (exploratory)", "count_by_tokens",
-         plot_breakdown(base, adapter, "count", "by_word_tokens", "tokens per word (model tokenizer)",
-                        f"Count questions: {acc} by tokens per word (exploratory)")),
+    ]
+    for task, key, name, xlabel, what in BREAKDOWNS:
+        heading = "stratum" if key == "by_stratum" else what.removeprefix("by ")
+        figures.append((f"{task.capitalize()} accuracy by {heading} (exploratory)", name,
+                        plot_breakdown(base, adapter, task, key, xlabel,
+                                       f"{task.capitalize()} questions: strict accuracy {what} (exploratory)")))
+    figures += [
         ("Count confusion (exploratory)", "count_confusion", plot_confusion(base, adapter)),
         ("Training loss", "training_loss", plot_training_loss(log_history)),
     ]
