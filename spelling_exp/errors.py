@@ -33,6 +33,11 @@ class ModelLoadError(SpellingExpError):
     """A model or tokenizer cannot be located or loaded."""
 
 
+class ServerError(SpellingExpError):
+    """An inference server stopped answering (after the client's retries) or could not start;
+    the finished batches of predictions are kept and a rerun resumes."""
+
+
 class TrainingInterrupted(Exception):
     """Training stopped on a preemption signal after saving a checkpoint.
 

@@ -37,9 +37,9 @@ POWER = 0.8
 TASK_ORDER = tuple(str(t) for t in Task)
 PRIMARY_TASKS = ("position", "count")  # co-primary, Holm-corrected; everything else is exploratory
 COMPARISON_FILE = "comparison.json"
-# Identity fields that may differ between two compared evaluations: what differs by design (the
-# adapter and whether it was merged), and the batch plan (same distribution of replies).
-IDENTITY_FREE = ("adapter", "generation.merge_adapter", "generation.batch_size")
+# What base and adapter evaluations may differ in: the adapter itself, how it is applied, the batch
+# size (the batch plan), and for a server the model name it serves the adapter under.
+IDENTITY_FREE = ("adapter", "generation.merge_adapter", "generation.batch_size", "served_model")
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -86,9 +86,13 @@ def eval_payload(eval_cfg: EvalConfig, model: ModelConfig, questions_sha: str, a
     """Everything that determines an evaluation's replies: its cache key, and (less the adapter)
     the identity two evaluations must share to be compared. ``questions_source``: the counts of an
     external question set (evaluation/external.py), whose questions have no hold-out split."""
+    from spelling_exp.evaluation.backends import backend_settings, served_model
+
     e = eval_cfg
     generation = {"backend": str(e.backend), "sampling": asdict(e.sampling), "n_samples": e.n_samples,
                   "batch_size": e.batch_size, "max_new_tokens": e.max_new_tokens, "seed": e.seed}
+    if settings := backend_settings(e):  # only for server backends: hf keys stay as they were
+        generation["backend_settings"] = settings
     if adapter:
         generation["merge_adapter"] = e.merge_adapter
     payload = {
@@ -101,6 +105,8 @@ def eval_payload(eval_cfg: EvalConfig, model: ModelConfig, questions_sha: str, a
     }
     if questions_source is not None:
         payload["questions_source"] = questions_source
+    if (served := served_model(e, adapter)) is not None:  # like the adapter: what base and adapter differ in
+        payload["served_model"] = served
     return payload
 
 
@@ -230,8 +236,11 @@ def evaluate(eval_cfg: EvalConfig, model: ModelConfig, holdout_path: Path, out: 
         print(summary_line(source))
 
     def evaluate_into_out() -> None:
-        backend = make_backend(eval_cfg, model, adapter, cache_dir)
-        predictions = run_predictions(eval_cfg, backend, out, questions, key)
+        backend = make_backend(eval_cfg, model, adapter, cache_dir, work_dir=out)
+        try:
+            predictions = run_predictions(eval_cfg, backend, out, questions, key)
+        finally:  # a server the backend started stops here, also on errors and signals
+            backend.close()
         metrics = compute_metrics(questions, predictions)
         metrics["meta"] = {"key": key, "model": model.name, "adapter": adapter, "split": payload["split"],
                            "sampling": asdict(eval_cfg.sampling), "n_samples": eval_cfg.n_samples,

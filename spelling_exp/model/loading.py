@@ -110,6 +110,16 @@ def gguf_to_safetensors(gguf: Path, cache_dir: str | os.PathLike, model_cfg: Any
     return target
 
 
+def weights_path(model_cfg: Any, cache_dir: str | os.PathLike) -> str:
+    """Where ``from_pretrained`` (or vLLM) finds the weights: a hub id or directory as configured,
+    the cached build of a random model, or the cached safetensors conversion of a GGUF."""
+    if is_random(model_cfg.path):
+        return str(tiny_model_dir(model_cfg, cache_dir))  # built once, verified on every use
+    if model_cfg.gguf_file:
+        return str(gguf_to_safetensors(gguf_path(model_cfg.path, model_cfg.gguf_file), cache_dir, model_cfg))
+    return resolve_model_path(model_cfg.path)
+
+
 def load_model(model_cfg: Any, cache_dir: str | os.PathLike, adapter_path: str | None = None,
                for_training: bool = False, merge_adapter: bool = False) -> tuple[Any, Any, str]:
     """(model, tokenizer, device). The tokenizer is left-padding, for generation.
@@ -125,13 +135,9 @@ def load_model(model_cfg: Any, cache_dir: str | os.PathLike, adapter_path: str |
     device = resolve_device(model_cfg.device)
     dtype = resolve_dtype(model_cfg.dtype, device)
     tok = load_tokenizer(model_cfg, cache_dir)
-    path = resolve_model_path(model_cfg.path)
+    path = weights_path(model_cfg, cache_dir)
     kwargs: dict[str, Any] = {"trust_remote_code": model_cfg.trust_remote_code, "dtype": dtype}
-    if is_random(model_cfg.path):
-        path = str(tiny_model_dir(model_cfg, cache_dir))  # built once, verified on every use
-    elif model_cfg.gguf_file:
-        path = str(gguf_to_safetensors(gguf_path(model_cfg.path, model_cfg.gguf_file), cache_dir, model_cfg))
-    else:
+    if not (is_random(model_cfg.path) or model_cfg.gguf_file):
         kwargs["revision"] = model_cfg.revision
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)

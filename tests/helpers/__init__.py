@@ -38,7 +38,8 @@ def run_cli(*args: str, cache: Path | None = None, timeout: int = 600, env: dict
                           capture_output=True, text=True, timeout=timeout)
 
 
-def make_random_adapter(out: Path, cache_dir: Path, scale: float = 0.05, seed: int = 0) -> Path:
+def make_random_adapter(out: Path, cache_dir: Path, scale: float = 0.05, seed: int = 0,
+                        target_modules: tuple[str, ...] = ("q_proj", "v_proj")) -> Path:
     """A LoRA adapter for the embedded SmolLM2 with small random A and B (PEFT's default init
     has B = 0, a no-op), saved to ``out``: enough to change some greedy replies, not all."""
     import torch
@@ -48,7 +49,7 @@ def make_random_adapter(out: Path, cache_dir: Path, scale: float = 0.05, seed: i
 
     model, _, _ = load_model(make_config().model, cache_dir, for_training=True)
     torch.manual_seed(seed)
-    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=list(target_modules),
                                             init_lora_weights=False))
     with torch.no_grad():
         for name, p in peft.named_parameters():

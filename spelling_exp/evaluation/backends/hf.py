@@ -6,18 +6,16 @@ from typing import Any
 
 from spelling_exp.config import ModelConfig, SamplingConfig
 from spelling_exp.evaluation.backends import Reply
-from spelling_exp.model.chat import build_messages, render_chat
+from spelling_exp.evaluation.backends.prompts import ChatPrompts
 
 
-class HFBackend:
+class HFBackend(ChatPrompts):
     name = "hf"
 
     def __init__(self, model: ModelConfig, sampling: SamplingConfig, max_new_tokens: int, n_samples: int = 1,
                  adapter: str | None = None, cache_dir: str | None = None, merge_adapter: bool = False):
-        from spelling_exp.model.tokenizer import load_tokenizer
-
-        self.model_cfg, self.adapter, self.cache_dir, self.merge_adapter = model, adapter, cache_dir, merge_adapter
-        self.tok = load_tokenizer(model, cache_dir)  # cheap (cached); the weights wait for generate()
+        super().__init__(model, cache_dir)  # the tokenizer; the weights wait for generate()
+        self.adapter, self.merge_adapter = adapter, merge_adapter
         self.max_new_tokens, self.n_samples = max_new_tokens, n_samples
         if sampling.greedy:
             self.gen_kwargs: dict[str, Any] = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
@@ -26,14 +24,6 @@ class HFBackend:
                                "top_k": sampling.top_k, "min_p": sampling.min_p or None}
         self._model: Any = None
         self.device: str | None = None
-
-    def render(self, user_prompts: Sequence[str]) -> list[str]:
-        m = self.model_cfg
-        return [render_chat(self.tok, build_messages(p, m.system_prompt), m.family, True, m.chat_template_kwargs)
-                for p in user_prompts]
-
-    def prompt_lengths(self, prompts: Sequence[str]) -> list[int]:
-        return [len(ids) for ids in self.tok(list(prompts), add_special_tokens=False)["input_ids"]]
 
     def _load(self) -> Any:
         from spelling_exp.model.loading import load_model
@@ -65,6 +55,9 @@ class HFBackend:
         replies = [Reply(t, not f) for t, f in zip(texts, finished)]
         n = self.n_samples
         return [replies[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+    def close(self) -> None:
+        pass
 
 
 def _as_list(x: Any) -> list:

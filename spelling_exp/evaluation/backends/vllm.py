@@ -1,0 +1,97 @@
+"""vLLM backend: the offline engine, the adapter as a ``LoRARequest`` (never merged).
+
+vLLM 0.33 pins torch 2.14 and transformers < 5.21, so it lives in its own environment
+(``bash scripts/setup.sh --vllm``, constraints-vllm.txt; CUDA machines). Prompts go in as token
+ids from this project's tokenizer (``TokensPrompt``), so the model sees exactly the ids the
+``hf`` backend feeds it; every request gets its own seed, so a reply does not depend on which
+other prompts share its batch.
+"""
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from typing import Any
+
+from spelling_exp.config import ModelConfig, SamplingConfig, VllmConfig
+from spelling_exp.errors import ConfigError
+from spelling_exp.evaluation.backends import Reply
+from spelling_exp.evaluation.backends.openai_server import request_seed
+from spelling_exp.evaluation.backends.prompts import ChatPrompts
+
+INSTALL = ("eval.backend=vllm needs vLLM, which is not installed here: on a CUDA machine run "
+           "`bash scripts/setup.sh --vllm` and run with .venv-vllm/bin/python")
+
+
+def require_vllm() -> None:
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError(INSTALL)
+
+
+class VllmBackend(ChatPrompts):
+    name = "vllm"
+
+    def __init__(self, model: ModelConfig, sampling: SamplingConfig, max_new_tokens: int, n_samples: int = 1,
+                 adapter: str | None = None, cache_dir: str | None = None, settings: VllmConfig | None = None,
+                 seed: int = 0):
+        require_vllm()
+        super().__init__(model, cache_dir)
+        self.sampling, self.max_new_tokens, self.n_samples = sampling, max_new_tokens, n_samples
+        self.adapter, self.settings, self.seed = adapter, settings or VllmConfig(), seed
+        self._llm: Any = None
+        self._lora: Any = None
+
+    def _load(self) -> Any:
+        import json
+        from pathlib import Path
+
+        from vllm import LLM
+        from vllm.lora.request import LoRARequest
+
+        from spelling_exp.model.loading import weights_path
+
+        m, s = self.model_cfg, self.settings
+        assert self.cache_dir is not None
+        path = weights_path(m, self.cache_dir)
+        kwargs: dict[str, Any] = {"model": path, "trust_remote_code": m.trust_remote_code, "seed": self.seed,
+                                  "gpu_memory_utilization": s.gpu_memory_utilization,
+                                  "max_model_len": s.max_model_len, "enforce_eager": s.enforce_eager}
+        if str(m.dtype) != "auto":
+            kwargs["dtype"] = str(m.dtype)
+        if m.revision and path == m.path:
+            kwargs["revision"] = m.revision
+        if self.adapter:
+            rank = int(json.loads((Path(self.adapter) / "adapter_config.json").read_text())["r"])
+            if rank > s.max_lora_rank:
+                raise ConfigError(f"eval.vllm.max_lora_rank={s.max_lora_rank}: the adapter has rank {rank}; "
+                                  f"set eval.vllm.max_lora_rank={rank} or more")
+            kwargs.update(enable_lora=True, max_lora_rank=s.max_lora_rank, max_loras=1)
+            self._lora = LoRARequest("adapter", 1, str(self.adapter))
+        return LLM(**kwargs)
+
+    def _params(self, seed: int) -> Any:
+        from vllm import SamplingParams
+
+        stop = [self.tok.eos_token_id]
+        if self.sampling.greedy:
+            return SamplingParams(n=1, temperature=0.0, max_tokens=self.max_new_tokens, seed=seed,
+                                  stop_token_ids=stop, skip_special_tokens=True)
+        s = self.sampling
+        return SamplingParams(n=1, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, min_p=s.min_p,
+                              max_tokens=self.max_new_tokens, seed=seed, stop_token_ids=stop,
+                              skip_special_tokens=True)
+
+    def generate(self, prompts: Sequence[str], seed: int) -> list[list[Reply]]:
+        from vllm.inputs import TokensPrompt
+
+        if self._llm is None:
+            self._llm = self._load()
+        n = self.n_samples
+        ids = self.token_ids(prompts)
+        requests = [TokensPrompt(prompt_token_ids=ids[i]) for i in range(len(prompts)) for _ in range(n)]
+        params = [self._params(request_seed(seed, i, s, n)) for i in range(len(prompts)) for s in range(n)]
+        outs = self._llm.generate(requests, params, lora_request=self._lora, use_tqdm=False)
+        replies = [Reply(o.outputs[0].text, o.outputs[0].finish_reason == "length") for o in outs]
+        return [replies[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+    def close(self) -> None:
+        self._llm = None
