@@ -54,6 +54,9 @@ def check_composed(cfg: DictConfig) -> None:
     """What Hydra composes without complaint but must not run: secrets in config, unknown `+keys`."""
     secrets = secret_keys(cfg)
     if secrets:
+        if secrets[0].endswith("api_key_env"):
+            raise ConfigError(f"{secrets[0]}: must be the NAME of the environment variable that holds the key "
+                              "(e.g. OPENAI_API_KEY), never the key itself; export the key and name its variable")
         raise ConfigError(f"{secrets[0]}: secrets are read from the environment only (WANDB_API_KEY for W&B, "
                           "HF_TOKEN for the hub), never from config; remove the override")
     unknown = unknown_keys(cfg)
@@ -97,6 +100,10 @@ def validate_config(config: Config, run_dir: Path) -> None:
             from spelling_exp.evaluation.external import read_questions_file
 
             read_questions_file(config.eval)
+        from spelling_exp.evaluation.backends import validate_backend_config
+
+        validate_backend_config(config.eval, m, evaluates_adapter=bool(
+            stages & {Stage.eval_adapter, Stage.eval_control} or (Stage.eval in stages and config.eval.adapter_path)))
         if config.eval.merge_adapter and str(m.dtype) in ("bfloat16", "float16"):
             raise ConfigError(f"eval.merge_adapter=true with model.dtype={m.dtype} would round the LoRA delta away; "
                               "set model.dtype=float32 or eval.merge_adapter=false")

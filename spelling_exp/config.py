@@ -14,6 +14,7 @@ This module imports only the standard library, hydra and omegaconf, so ``--help`
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -113,6 +114,9 @@ class QuestionsOverlap(StrEnum):  # eval.on_overlap: external questions whose wo
 
 class EvalBackend(StrEnum):
     hf = "hf"  # transformers generate; see evaluation/backends
+    openai = "openai"  # any OpenAI-compatible server's /v1/completions (vLLM, llama.cpp, SGLang, Ollama)
+    llamacpp = "llamacpp"  # a local llama.cpp server (xllamacpp) on the model's GGUF, queried as `openai`
+    vllm = "vllm"  # vLLM's offline engine with LoRARequest (CUDA; its own environment: setup.sh --vllm)
 
 
 class LoggerName(StrEnum):
@@ -321,6 +325,47 @@ class SamplingConfig:
 
 
 @dataclass
+class OpenAIBackendConfig:
+    """eval.openai: an OpenAI-compatible server (eval.backend=openai). It receives the exact prompt
+    string this project renders, on /v1/completions, never a chat request."""
+    base_url: str | None = None  # e.g. http://gpu-node:8000/v1 (vLLM), http://localhost:8080/v1 (llama.cpp)
+    model: str | None = None  # the served name of the base model
+    # The served name of the adapter (vllm serve ... --lora-modules NAME=PATH): used whenever an
+    # adapter is evaluated. eval.adapter_path / the run dir's adapter still name its files, which
+    # fingerprint the evaluation.
+    adapter_model: str | None = None
+    # The NAME of the environment variable that holds the API key (never the key itself: it is
+    # read from the environment and never logged or written). Unset variable: no key is sent.
+    api_key_env: str = "OPENAI_API_KEY"
+    max_concurrency: int = 8  # requests in flight at once
+    timeout_s: float = 120.0  # per request
+    # Retries with exponential backoff on 408/409/429/5xx and connection errors (openai client);
+    # any other 4xx is one clear error naming the setting to fix.
+    max_retries: int = 4
+
+
+@dataclass
+class LlamaCppConfig:
+    """eval.llamacpp: the local llama.cpp server eval.backend=llamacpp starts (127.0.0.1, a free port)."""
+    gguf: str | None = None  # a GGUF file; null: the model's own (model.path + model.gguf_file)
+    parallel: int = 16  # server slots = requests decoded together (continuous batching)
+    ctx_per_slot: int = 512  # KV cache tokens per slot (prompt + reply)
+    batch: int = 2048  # logical batch (n_batch)
+    ubatch: int = 512  # physical batch (n_ubatch)
+    threads: int | None = None  # null: the CPUs this job was allotted (as for torch)
+    startup_timeout_s: float = 120.0
+
+
+@dataclass
+class VllmConfig:
+    """eval.vllm: vLLM's offline engine (eval.backend=vllm)."""
+    gpu_memory_utilization: float = 0.85
+    max_model_len: int = 2048
+    max_lora_rank: int = 64  # must be >= the adapter's lora.r
+    enforce_eager: bool = False  # true: no CUDA graphs (faster start, slower decode)
+
+
+@dataclass
 class EvalConfig:
     name: str = "default"
     tasks: list[Task] = field(default_factory=lambda: [Task.position, Task.count])
@@ -337,6 +382,9 @@ class EvalConfig:
     batch_size: int = 32
     max_new_tokens: int = 64  # quickstart, greedy base model: 0.7% of replies reach 64 tokens (40: 2.3%)
     backend: EvalBackend = EvalBackend.hf
+    openai: OpenAIBackendConfig = field(default_factory=OpenAIBackendConfig)
+    llamacpp: LlamaCppConfig = field(default_factory=LlamaCppConfig)
+    vllm: VllmConfig = field(default_factory=VllmConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     # The LoRA adapter that stage=eval evaluates (null: the base model). eval_adapter always
     # evaluates the adapter trained in its own run dir, and training never reads this.
@@ -437,14 +485,20 @@ SECRET_KEYS = frozenset({"api_key", "apikey", "token", "access_token", "auth_tok
                          "secret", "secret_key", "password", "passwd", "credentials"})
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def secret_keys(node: Any, prefix: str = "") -> list[str]:
     """Dotted paths of secret-looking keys anywhere in a composed config (DictConfig or dict)."""
     out = []
     for key in list(node.keys()) if hasattr(node, "keys") else []:
         path = f"{prefix}{key}"
+        child = node.get(key) if isinstance(node, dict) else node._get_node(key)
         if str(key).lower() in SECRET_KEYS:
             out.append(path)
-        child = node.get(key) if isinstance(node, dict) else node._get_node(key)
+        elif str(key) == "api_key_env" and not _ENV_NAME.fullmatch(str(child._value() if hasattr(child, "_value")
+                                                                        else child)):
+            out.append(path)  # names a variable; anything else is most likely the key itself
         if hasattr(child, "keys"):
             out += secret_keys(child, path + ".")
     return out
