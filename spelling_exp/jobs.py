@@ -1,15 +1,22 @@
 """Job bookkeeping: per-job result markers, skipping finished jobs, and the sweep summary.
 
-Every job writes ``job_result.json`` (status complete / failed / interrupted, the config hash,
-the error, the path to its log). Sweep presets set ``sweep_id``, so the sweep dir is
+Every job writes ``job_result.json``: ``running`` (with host, pid and start time) when it starts,
+then complete / failed / interrupted, the config hash, the error, the path to its log and its
+W&B run id. Sweep presets set ``sweep_id``, so the sweep dir is
 deterministic (``multirun/<experiment>/<sweep_id>/<job>``): rerunning the same multirun command
 finds each finished job's marker and skips it, and redoes only missing or failed jobs.
+
+``sweep_status`` is ``stage=status``: each job's state, wall time, headline metric and log, read
+from these files alone (no model, no writes).
 
 Imports stay light (no torch): the CLI and the sweep callback use this at start-up.
 """
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +26,18 @@ from spelling_exp.storage.io import atomic_write_json, atomic_write_text, canoni
 
 log = logging.getLogger(__name__)
 RESULT = "job_result.json"
+_sweep_launched = False  # set by the sweep callback: the config composed and jobs are being launched
+
+
+def mark_sweep_launched() -> None:
+    global _sweep_launched
+    _sweep_launched = True
+
+
+def sweep_launched() -> bool:
+    """True once a multirun got past composition (its jobs may run in other processes: Ray, Slurm,
+    joblib), so an exit 1 from then on is a failed job, not a config that did not compose."""
+    return _sweep_launched
 
 
 def job_config_sha(cfg: DictConfig) -> str:
@@ -37,10 +56,18 @@ def finished(run_dir: Path, sha: str) -> dict[str, Any] | None:
 
 
 def write_result(run_dir: Path, sha: str, status: str, stages: list[str], seconds: float,
-                 error: str | None = None, log_file: Path | None = None) -> None:
+                 error: str | None = None, log_file: Path | None = None, **extra: Any) -> None:
+    """``extra``: where the job ran (host, pid, ray task...), its W&B run id, ..."""
     atomic_write_json(run_dir / RESULT, {"status": status, "config_sha": sha, "stages": stages,
                                          "seconds": round(seconds, 2), "error": error,
-                                         "log": str(log_file) if log_file else None})
+                                         "log": str(log_file) if log_file else None, **extra})
+
+
+def write_running(run_dir: Path, sha: str, stages: list[str], log_file: Path | None = None, **extra: Any) -> None:
+    """The marker a job leaves while it runs: ``stage=status`` shows it as running (or as failed
+    once its process is gone, when it ran on this host)."""
+    where = {"host": socket.gethostname(), "pid": os.getpid(), **extra, "started": time.time()}
+    write_result(run_dir, sha, "running", stages, 0.0, log_file=log_file, **where)
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -69,3 +96,100 @@ def summarize_sweep(sweep_dir: Path) -> dict[str, Any]:
               + (f" - {j['error']} (log: {j['log']})" if j["status"] != "complete" else "") for j in jobs]
     atomic_write_text(sweep_dir / "sweep_summary.md", "\n".join(lines) + "\n")
     return summary
+
+
+# ------------------------------------------------------------------ stage=status
+def expected_jobs(sweep_dir: Path) -> list[list[str]] | None:
+    """Every job's overrides, in job order, as Hydra's basic sweeper expands them from the sweep's
+    multirun.yaml (sweeper params, then the command line); None when that cannot be read."""
+    f = sweep_dir / "multirun.yaml"
+    if not f.is_file():
+        return None
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        cfg = OmegaConf.load(f)
+        params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+        args = [f"{k}={v}" for k, v in params.items()] + list(OmegaConf.select(cfg, "hydra.overrides.task") or [])
+        batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(args), None)
+        return [list(job) for batch in batches for job in batch]
+    except Exception as e:  # another sweeper, a hand-edited file: list the job dirs that exist
+        log.debug("cannot expand %s: %s", f, e)
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _headline(job_dir: Path) -> str:
+    """Adapter accuracy per task and the difference to the base model (strict), from compare/."""
+    f = job_dir / "compare" / "comparison.json"
+    if not f.is_file():
+        return "-"
+    try:
+        tasks = read_json(f).get("tasks", {})
+        order = sorted(tasks, key=lambda t: (["position", "count"] + [t]).index(t))  # the co-primary tasks first
+        return "; ".join(f"{t} {100 * tasks[t]['strict']['adapter']:.1f}% ({100 * tasks[t]['strict']['diff']:+.1f})"
+                         for t in order if "strict" in tasks[t]) or "-"
+    except (ValueError, KeyError, TypeError):
+        return "?"
+
+
+def _seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = float(s)
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def sweep_status(sweep_dir: Path, now: float | None = None) -> list[dict[str, Any]]:
+    """One row per job: job, swept overrides, state (complete / failed / interrupted / running /
+    missing), wall time, headline metric, log. A ``running`` marker whose process is gone (same
+    host) reads as failed."""
+    now = time.time() if now is None else now
+    host = socket.gethostname()
+    dirs = {}
+    for d in job_dirs(sweep_dir):
+        f = d / ".hydra" / "overrides.yaml"
+        dirs[tuple(OmegaConf.load(f)) if f.is_file() else (d.name,)] = d
+    expected = expected_jobs(sweep_dir)
+    keys = [tuple(j) for j in expected] if expected is not None else list(dirs)
+    keys += [k for k in dirs if k not in keys]  # dirs of an earlier, different sweep in the same place
+    common = set.intersection(*(set(k) for k in keys)) if keys else set()
+    rows = []
+    for num, key in enumerate(keys):
+        d = dirs.get(key)
+        r = read_json(d / RESULT) if d is not None and (d / RESULT).is_file() else {}
+        state, seconds, error = r.get("status", "missing"), r.get("seconds"), r.get("error")
+        if state == "running":
+            seconds = now - r.get("started", now)
+            if r.get("host") == host and r.get("pid") and not _pid_alive(int(r["pid"])):
+                state, error = "failed", f"process {r['pid']} on {host} ended without a result (killed?)"
+        log_file = r.get("log") or (str(next(iter(sorted(d.glob("*.log"))), "")) if d is not None else "")
+        rows.append({"job": d.name if d is not None else str(num), "swept": " ".join(o for o in key if o not in common),
+                     "state": state, "seconds": seconds, "wall": _seconds(seconds),
+                     "headline": _headline(d) if d is not None and state == "complete" else "-",
+                     "error": error, "log": log_file or "-", "wandb_run_id": r.get("wandb_run_id")})
+    return rows
+
+
+def format_status(sweep_dir: Path, rows: list[dict[str, Any]]) -> str:
+    cols = [("job", "job"), ("swept", "overrides"), ("state", "state"), ("wall", "wall time"),
+            ("headline", "adapter strict (diff, points)"), ("log", "log")]
+    table = [[h for _, h in cols]] + [[str(r[k]) for k, _ in cols] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1] for row in table]
+    counts = {s: sum(r["state"] == s for r in rows) for s in ("complete", "running", "failed", "interrupted",
+                                                              "missing")}
+    lines = [f"Sweep {sweep_dir}: {len(rows)} jobs, " + ", ".join(f"{n} {s}" for s, n in counts.items() if n), "",
+             *lines]
+    lines += [f"job {r['job']}: {r['error']}" for r in rows if r["state"] in ("failed", "interrupted") and r["error"]]
+    return "\n".join(lines)

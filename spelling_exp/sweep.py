@@ -15,11 +15,14 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from spelling_exp.jobs import summarize_sweep
+from spelling_exp.jobs import mark_sweep_launched, summarize_sweep
 
 
 class SweepSummaryCallback(Callback):
     """At the end of a multirun: summary, failures with their logs, cross-run comparison report."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        mark_sweep_launched()  # from here on, exit 1 means a failed job (cli.py::entrypoint)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

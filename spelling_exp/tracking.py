@@ -4,6 +4,12 @@ Mode: WANDB_MODE from the environment wins; else an API key (WANDB_API_KEY) mean
 else ``logger.mode`` (offline by default). Every W&B file stays inside the run dir (WANDB_DIR,
 cache, data and config dirs all point there). The logged config has secret-looking keys
 removed. ``finish`` is always called, with a non-zero exit code when the job failed.
+
+One W&B run per job, across requeues and reruns: the run id is derived from the job's run dir
+(sweep dir + job) and its config hash (``stable_run_id``), and the run is resumed when it exists.
+A Slurm requeue, a Ray retry or a rerun of an unfinished sweep job logs to the same run (offline:
+one ``offline-run-*`` dir per attempt, all with that id; ``wandb sync`` uploads them into one run,
+in order). A finished job that a rerun skips creates no run at all (cli.py returns before this).
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from spelling_exp.config import SECRET_KEYS, LoggerConfig, LoggerName
+from spelling_exp.storage.io import sha256_text
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +36,18 @@ def scrub(obj: Any) -> Any:
     return obj
 
 
+def stable_run_id(run_dir: Path, config_sha: str, prefix: str = "") -> str:
+    """The W&B run id of a job: the same for every attempt at the same job (same run dir, same
+    config), different for anything else. ``<prefix>-<16 hex>``, within W&B's allowed characters."""
+    digest = sha256_text(f"{Path(run_dir).resolve()}\n{config_sha}")[:16]
+    p = re.sub(r"[^A-Za-z0-9_-]+", "-", prefix).strip("-")[:40]
+    return f"{p}-{digest}" if p else digest
+
+
 class Tracker:
     """No-op tracker (logger=none); the interface every stage uses."""
     run_dir: Path | None = None
+    run_id: str | None = None
 
     def log(self, data: dict[str, Any], step: int | None = None) -> None: ...
     def summary(self, data: dict[str, Any]) -> None: ...
@@ -41,7 +57,7 @@ class Tracker:
 
 
 class WandbTracker(Tracker):
-    def __init__(self, cfg: Any, run_dir: Path, config: dict[str, Any], job_name: str):
+    def __init__(self, cfg: Any, run_dir: Path, config: dict[str, Any], job_name: str, run_id: str | None = None):
         wdir = run_dir / "wandb"
         for sub in ("", ".cache", ".data", ".config", ".artifacts"):
             (wdir / sub).mkdir(parents=True, exist_ok=True)
@@ -57,13 +73,14 @@ class WandbTracker(Tracker):
         self.wandb = wandb
         self.run = wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group, tags=list(cfg.tags) or None,
                               name=cfg.run_name or job_name, config=scrub(config), dir=str(run_dir), mode=mode,
-                              reinit="finish_previous")
+                              reinit="finish_previous", id=run_id, resume="allow" if run_id else None)
         # Training curves use their own x-axis, so stages logging before/after training never
         # collide with W&B's monotonic step counter.
         for arm in ("train", "train_control"):  # the spelling adapter and the placebo control
             self.run.define_metric(f"{arm}/global_step")
             self.run.define_metric(f"{arm}/*", step_metric=f"{arm}/global_step")
         self.run_dir = run_dir
+        self.run_id = self.run.id
         self.mode = mode
         log.info("W&B run %s (%s) in %s", self.run.id, mode, wdir)
 
@@ -85,7 +102,8 @@ class WandbTracker(Tracker):
         self.run.finish(exit_code=exit_code)
 
 
-def make_tracker(logger: LoggerConfig, run_dir: Path, config: dict[str, Any], job_name: str) -> Tracker:
+def make_tracker(logger: LoggerConfig, run_dir: Path, config: dict[str, Any], job_name: str,
+                 run_id: str | None = None) -> Tracker:
     if logger.name == LoggerName.wandb:
-        return WandbTracker(logger, run_dir, config, job_name)
+        return WandbTracker(logger, run_dir, config, job_name, run_id)
     return Tracker()

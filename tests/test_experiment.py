@@ -85,8 +85,8 @@ def test_base_eval_cache_reused_with_different_lora_rank(smoke_run, tmp_path):
 TRAIN = [*SMOKE, "stage=train", "train.max_steps=6", "train.save_steps=2", "train.use_cache=false"]
 
 
-def _start_train(out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "spelling_exp", *TRAIN, f"output_dir={out}"], cwd=ROOT,
+def _start_train(out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "spelling_exp", *TRAIN, *extra, f"output_dir={out}"], cwd=ROOT,
                             env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -116,7 +116,7 @@ def test_resume_after_kill_does_not_redo_finished_steps(tmp_path):
 
 def test_sigterm_checkpoints_then_resume_skips_corrupt_checkpoint(tmp_path):
     out = tmp_path / "run"
-    proc = _start_train(out)
+    proc = _start_train(out, "logger=wandb")
     _wait_for(out / "train" / "checkpoints" / "checkpoint-2" / "trainer_state.json", proc)
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=300)
@@ -129,10 +129,15 @@ def test_sigterm_checkpoints_then_resume_skips_corrupt_checkpoint(tmp_path):
     assert int(newest.name.split("-")[1]) >= 3  # saved at the step the signal interrupted, not only at save_steps
     if len(ckpts) >= 2:  # corrupt the newest: resume must fall back to the previous one
         (newest / "adapter_model.safetensors").write_bytes(b"\x00\x01garbage")
-    r = run_cli(*TRAIN, f"output_dir={out}")
+    r = run_cli(*TRAIN, "logger=wandb", f"output_dir={out}")
     assert r.returncode == 0, r.stderr[-3000:]
     info = json.loads((out / "train" / "adapter" / "train_info.json").read_text())
     assert info["steps"] == 6
+    # the preempted run and its resumption are one W&B run: both attempts log under the job's stable id
+    run_id = json.loads((out / "job_result.json").read_text())["wandb_run_id"]
+    attempts = sorted((out / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(attempts) == 2 and all(summarize(f)["run_id"] == run_id for f in attempts)
+    assert min(summarize(attempts[1])["history"]["train/global_step"]) > 2  # the curve continues
     if len(ckpts) >= 2:
         assert "skipping corrupt checkpoint" in r.stdout + r.stderr
         assert Path(info["resumed_from"]).name == ckpts[-2].name

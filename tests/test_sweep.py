@@ -68,11 +68,14 @@ def test_shared_caches_base_eval_computed_once(joblib_sweep):
 def test_rerun_of_finished_sweep_does_no_work(joblib_sweep):
     sweep, args, _ = joblib_sweep
     before = {j.name: (j / "job_result.json").stat().st_mtime_ns for j in _jobs(sweep)}
+    runs = {j.name: sorted(p.name for p in (j / "wandb").glob("offline-run-*")) for j in _jobs(sweep)}
     r = run_cli(*args, env={"WANDB_MODE": "offline"})
     assert r.returncode == 0, r.stderr[-3000:]
     logs = "".join((j / "smoke.log").read_text() for j in _jobs(sweep))
     assert logs.count("already complete; skipping") == 2
     assert {j.name: (j / "job_result.json").stat().st_mtime_ns for j in _jobs(sweep)} == before
+    # a skipped job creates no W&B run
+    assert {j.name: sorted(p.name for p in (j / "wandb").glob("offline-run-*")) for j in _jobs(sweep)} == runs
 
 
 @pytest.mark.slow

@@ -40,9 +40,9 @@ def records(path: Path):
 
 
 def summarize(path: Path) -> dict:
-    """{'history': {key: [values]}, 'summary': {key: value}, 'exit_code', 'config', 'kinds'}."""
+    """{'history': {key: [values]}, 'summary': {key: value}, 'exit_code', 'config', 'kinds', 'run_id', ...}."""
     out: dict = {"history": {}, "summary": {}, "exit_code": None, "config": {}, "kinds": {}, "group": None,
-                 "tags": [], "name": None}
+                 "tags": [], "name": None, "run_id": None}
     for r in records(path):
         kind = r.WhichOneof("record_type")
         out["kinds"][kind] = out["kinds"].get(kind, 0) + 1
@@ -57,6 +57,7 @@ def summarize(path: Path) -> dict:
             out["exit_code"] = r.exit.exit_code
         if kind == "run":
             out["group"], out["tags"], out["name"] = r.run.run_group, list(r.run.tags), r.run.display_name
+            out["run_id"] = r.run.run_id
         if kind in ("config", "run"):
             for item in (r.config.update if kind == "config" else r.run.config.update):
                 out["config"][item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
