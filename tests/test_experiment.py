@@ -1,5 +1,6 @@
 """The whole experiment on the real embedded model: smoke preset end to end, caches, W&B
 offline, resume after kill / SIGTERM, corrupt checkpoints, and train == eval formatting."""
+import importlib.util
 import json
 import os
 import shutil
@@ -245,3 +246,33 @@ def test_smoke_with_placebo_control_arm_gives_a_three_way_report(smoke_run, tmp_
         assert (a["word"], a["template_id"], a["separator"]) == (b["word"], b["template_id"], b["separator"])
         if len(set(a["word"])) > 1:
             assert a["assistant"] + a["user"] != b["assistant"] + b["user"]
+
+
+def _shape(x):
+    """The keys of nested dicts (lists by their first element): what a reader of the file relies on.
+    Tallies keyed by what the replies said (confusion, error offsets) have data-dependent keys."""
+    if isinstance(x, dict):
+        return {k: "tally" if k in ("confusion", "error_offsets") else _shape(v) for k, v in x.items()}
+    if isinstance(x, list) and x and isinstance(x[0], dict):
+        return [_shape(x[0])]
+    return "value"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("xllamacpp") is None, reason="xllamacpp not installed")
+def test_llamacpp_backend_runs_the_pipeline_with_the_same_outputs(smoke_run, tmp_path):
+    """eval.backend=llamacpp on the smoke run's own trained adapter (converted to a GGUF LoRA):
+    evaluations, comparison and report with the same structure as the hf backend's."""
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run[0], run, ignore=shutil.ignore_patterns("wandb", "eval_*", "compare", "report"))
+    r = run_cli(*SMOKE, "stages=[eval_base,eval_adapter,compare,report]", "eval.backend=llamacpp",
+                f"output_dir={run}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    for d in ("eval_base", "eval_adapter"):
+        hf, llama = (json.loads((root / d / "metrics.json").read_text()) for root in (smoke_run[0], run))
+        assert llama["meta"]["identity"]["generation"]["backend"] == "llamacpp"
+        hf["meta"].pop("identity"), llama["meta"].pop("identity")
+        assert _shape(llama) == _shape(hf)
+        assert (run / d / "llamacpp_server.log").is_file()  # beside the evaluation, not in the cache entry
+    hf, llama = (json.loads((root / "compare" / "comparison.json").read_text()) for root in (smoke_run[0], run))
+    assert _shape(llama) == _shape(hf)
+    assert (run / "report" / "report.html").is_file() and "== Answer: base vs LoRA adapter" in r.stdout
