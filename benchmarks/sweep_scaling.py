@@ -11,6 +11,8 @@ conversion, tokenizer parse, data build, base-model evaluation) is included:
                            (skipped without the Ray extra)
 
 Saving = 1 - makespan(shared) / makespan(per-job caches), both with the basic launcher.
+`--launchers basic,joblib,slurm,ray` measures only those (shared cache), e.g. to compare the
+launchers side by side without the per-job-caches run.
 """
 from __future__ import annotations
 
@@ -64,7 +66,10 @@ def ray_installed() -> bool:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.parse_args()
+    ap.add_argument("--launchers", default=None,
+                    help="comma-separated subset of basic,joblib,slurm,ray (shared cache only); default: all variants")
+    args = ap.parse_args()
+    only = set(args.launchers.split(",")) if args.launchers else None
     base = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     variants = [
         ("basic, shared cache", []),
@@ -81,6 +86,8 @@ def main() -> None:
                              [*ray, "hydra.launcher.ray.init.address=auto"]))
         else:
             variants.append(("ray (1 cpu/job, local instance), shared cache", ray))
+    if only is not None:
+        variants = [(n, a) for n, a in variants if n.split(" ")[0].rstrip(",") in only and "per-job" not in n]
     results = {}
     try:
         for i, (name, args) in enumerate(variants):
@@ -88,13 +95,16 @@ def main() -> None:
             print(f"{name}: {results[name]:.1f} s", flush=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    ref = results["basic, shared cache"]
-    rows = [{"launcher": k, "makespan_s": f"{v:.1f}", "vs basic shared": f"{v / ref:.2f}x"} for k, v in results.items()]
+    ref = results.get("basic, shared cache")
+    rows = [{"launcher": k, "makespan_s": f"{v:.1f}", "vs basic shared": f"{v / ref:.2f}x" if ref else "-"}
+            for k, v in results.items()]
     print()
     print_table(rows, ["launcher", "makespan_s", "vs basic shared"])
-    saved = 1 - ref / results["basic, per-job caches"]
-    print(f"\nshared caches save {100 * saved:.0f}% of the sequential makespan "
-          f"({results['basic, per-job caches']:.1f} s -> {ref:.1f} s)")
+    saved = None
+    if ref and "basic, per-job caches" in results:
+        saved = 1 - ref / results["basic, per-job caches"]
+        print(f"\nshared caches save {100 * saved:.0f}% of the sequential makespan "
+              f"({results['basic, per-job caches']:.1f} s -> {ref:.1f} s)")
     if not slurm_up():
         print("slurm: not measured (no cluster running; start it with scripts/slurm/start_slurm.sh)")
     if not ray_installed():

@@ -31,7 +31,7 @@ from spelling_exp.jobs import (
     format_status,
     job_config_sha,
     job_dirs,
-    sweep_launched,
+    sweep_ended,
     sweep_status,
     write_result,
     write_running,
@@ -368,6 +368,6 @@ def entrypoint() -> None:
     try:
         main()
     except SystemExit as e:
-        if e.code == 1 and not (_job_started or sweep_launched()):
+        if e.code == 1 and not (_job_started or sweep_ended()):
             raise SystemExit(2) from None
         raise

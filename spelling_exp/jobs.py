@@ -26,18 +26,18 @@ from spelling_exp.storage.io import atomic_write_json, atomic_write_text, canoni
 
 log = logging.getLogger(__name__)
 RESULT = "job_result.json"
-_sweep_launched = False  # set by the sweep callback: the config composed and jobs are being launched
+_sweep_ended = False  # set by the sweep callback once every job of a multirun has returned
 
 
-def mark_sweep_launched() -> None:
-    global _sweep_launched
-    _sweep_launched = True
+def mark_sweep_ended() -> None:
+    global _sweep_ended
+    _sweep_ended = True
 
 
-def sweep_launched() -> bool:
-    """True once a multirun got past composition (its jobs may run in other processes: Ray, Slurm,
-    joblib), so an exit 1 from then on is a failed job, not a config that did not compose."""
-    return _sweep_launched
+def sweep_ended() -> bool:
+    """True once a multirun's jobs have all returned (they may have run in other processes: Ray,
+    Slurm, joblib), so an exit 1 from then on is a failed job, not a config that did not compose."""
+    return _sweep_ended
 
 
 def job_config_sha(cfg: DictConfig) -> str:

@@ -15,16 +15,14 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from spelling_exp.jobs import mark_sweep_launched, summarize_sweep
+from spelling_exp.jobs import mark_sweep_ended, summarize_sweep
 
 
 class SweepSummaryCallback(Callback):
     """At the end of a multirun: summary, failures with their logs, cross-run comparison report."""
 
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        mark_sweep_launched()  # from here on, exit 1 means a failed job (cli.py::entrypoint)
-
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        mark_sweep_ended()  # the exit 1 below means a failed job, not bad input (cli.py::entrypoint)
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return

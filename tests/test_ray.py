@@ -164,6 +164,7 @@ def test_ray_refuses_bad_cluster_settings_before_any_job(ray_cluster, tmp_path, 
     assert not sweep.exists() or not _jobs(sweep)  # no job started
 
 
+@pytest.mark.slow  # a multirun CLI process (~4 s): kept out of the inner loop
 def test_missing_ray_extra_is_one_line(tmp_path):
     """Without ray installed, hydra/launcher=ray is bad input (exit 2), not a traceback."""
     shadow = tmp_path / "shadow"
