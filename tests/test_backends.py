@@ -265,3 +265,48 @@ def test_wrong_model_name_and_wrong_key_are_one_line_errors(server, tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith(
         f"spelling_exp: error: eval.openai.api_key_env={KEY_ENV}: the server refused the key (HTTP 401)")
+
+
+def _children(pid: int) -> list[int]:
+    kids = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(x) for x in kids.read_text().split()] if kids.exists() else []
+
+
+def _gone(pid: int, within: float) -> bool:
+    deadline = time.time() + within
+    while time.time() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":  # exited, waiting to be reaped
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@needs_llamacpp
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_the_llamacpp_server_stops_when_the_evaluation_is_signalled(sig, tmp_path):
+    """SIGTERM: the CLI stops the server on its way out (exit 143). SIGKILL: nobody can, so the
+    server notices its parent is gone (its stdin closes) and exits by itself."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "spelling_exp", "stage=eval", *SMALL, "eval.n_questions=40",
+                             "eval.backend=llamacpp", "eval.use_cache=false", f"output_dir={out}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    preds = out / "eval" / "predictions.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (preds.exists() and preds.stat().st_size):
+        time.sleep(0.05)
+    servers = [c for c in _children(proc.pid) if "llamacpp_server" in Path(f"/proc/{c}/cmdline").read_text()]
+    assert len(servers) == 1, "the evaluation should be running its llama.cpp server"
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    assert _gone(servers[0], within=15), "the llama.cpp server outlived the evaluation"
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 128 + signal.SIGTERM
+        assert "interrupted by SIGTERM" in proc.stderr.read()

@@ -143,8 +143,10 @@ class OpenAIBackend(ChatPrompts):
         return [replies[i * n:(i + 1) * n] for i in range(len(prompts))]
 
     def close(self) -> None:
+        # Not waiting for requests in flight: on an error or a signal they are abandoned (their
+        # replies were never written), and closing the client's connections ends them promptly.
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
         if self._client is not None:
             self._client.close()
