@@ -22,6 +22,12 @@ RAY = ["hydra/launcher=ray", "hydra.launcher.ray.init.address=auto", "hydra.laun
 
 
 def _head_up() -> bool:
+    import socket
+
+    with socket.socket() as sock:  # nothing listening: no need to wait for `ray status` to give up
+        sock.settimeout(2)
+        if sock.connect_ex(("127.0.0.1", int(PORT))) != 0:
+            return False
     ray_bin = Path(sys.executable).parent / "ray"
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # a head node on 127.0.0.1, as start_ray.sh runs it
     try:
