@@ -243,6 +243,7 @@ def test_evaluation_resumes_after_the_server_is_killed_and_never_writes_the_key(
         r = run_cli(*_eval_args(srv.url, run, "eval.use_cache=false"), env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resuming:" in r.stdout + r.stderr
+    assert "HTTP Request" not in r.stdout + r.stderr  # the HTTP client's per-request lines stay out of the log
     got = sorted((p["id"], p["reply"]) for p in map(json.loads, open(preds)))
     assert got == expected  # greedy llama.cpp is batch-invariant here: measured 80/80 identical replies
 

@@ -73,7 +73,7 @@ class OpenAIBackend(ChatPrompts):
 
         # httpx logs every request at INFO and openai its options at DEBUG: neither carries the
         # key, but nothing about requests belongs in an evaluation log either.
-        for name in ("openai", "httpx", "httpcore"):
+        for name in ("openai", "httpx", "httpx2", "httpcore"):
             logging.getLogger(name).setLevel(logging.WARNING)
         client = openai.OpenAI(base_url=self.base_url, api_key=self._api_key or "no-key",
                                timeout=self.settings.timeout_s, max_retries=self.settings.max_retries)
