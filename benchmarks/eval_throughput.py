@@ -6,8 +6,8 @@
       the same questions, chat template + the same system prompt), at its default batch
       size (1) and at the same batch size as (b)
   (d) the llamacpp backend: a local llama.cpp server (xllamacpp) on the same GGUF, through the
-      evaluation recipe's batch plan (eval.batch_size prompts per round, eval.llamacpp.parallel
-      slots), the way `eval.backend=llamacpp` runs
+      evaluation recipe's loop (its batch plan, eval.llamacpp.parallel slots, the next batches
+      queued while one is collected), the way `eval.backend=llamacpp` runs
   (e) the same server, every prompt submitted at once (no batch rounds), at several slot
       counts, with and without prompt caching: where the server's own limit is
 
@@ -58,11 +58,14 @@ def accuracy(questions, replies) -> dict:
 
 
 def run_project(backend, prompts, batch_size) -> list[str]:
-    from spelling_exp.evaluation.recipe import plan_batches
+    """The evaluation recipe's own loop: its batch plan, a seed per batch, and (for a server
+    backend) the next batches queued while one is collected."""
+    from spelling_exp.evaluation.recipe import _replies_in_order, plan_batches
 
     replies = [""] * len(prompts)
-    for b, idx in enumerate(plan_batches(backend.prompt_lengths(prompts), batch_size)):
-        for i, samples in zip(idx, backend.generate([prompts[i] for i in idx], seed=b)):
+    batches = plan_batches(backend.prompt_lengths(prompts), batch_size)
+    for b, out in _replies_in_order(backend, prompts, batches, list(range(len(batches))), 0):
+        for i, samples in zip(batches[b], out):
             replies[i] = samples[0].text
     return replies
 

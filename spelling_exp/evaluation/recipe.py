@@ -16,10 +16,13 @@ e.g. every job of a LoRA-rank sweep reuses one base-model evaluation.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import time
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -152,6 +155,35 @@ def _load_complete_batches(pred_path: Path, batches: list[list[int]], questions:
     return keep
 
 
+LOOKAHEAD = 2  # batches queued beyond the one being collected (server backends)
+
+
+def _replies_in_order(backend: Any, prompts: list[str], batches: list[list[int]], pending: list[int],
+                      seed: int) -> Iterator[tuple[int, list[Any]]]:
+    """(batch, replies) for each pending batch, in order; every batch has its own seed.
+
+    A backend that can ``submit`` without waiting (a server) gets the next LOOKAHEAD batches'
+    requests while one batch is collected, so its slots stay busy across batch boundaries.
+    """
+    def args(b: int) -> tuple[list[str], int]:
+        return [prompts[i] for i in batches[b]], seed * 1_000_003 + b
+
+    if not hasattr(backend, "submit"):
+        for b in pending:
+            yield b, backend.generate(*args(b))
+        return
+    queue: deque[tuple[int, Any]] = deque()
+    todo = iter(pending)
+    for b in itertools.islice(todo, LOOKAHEAD + 1):
+        queue.append((b, backend.submit(*args(b))))
+    while queue:
+        b, handle = queue.popleft()
+        replies = backend.collect(handle)
+        if (nxt := next(todo, None)) is not None:
+            queue.append((nxt, backend.submit(*args(nxt))))
+        yield b, replies
+
+
 def run_predictions(eval_cfg: EvalConfig, backend: Any, out: Path, questions: list[dict[str, Any]],
                     key: str) -> list[dict[str, Any]]:
     from tqdm.auto import tqdm
@@ -178,9 +210,8 @@ def run_predictions(eval_cfg: EvalConfig, backend: Any, out: Path, questions: li
     # is the CLI's message, not a progress bar redrawn at exit.
     with tqdm(total=len(questions), initial=sum(len(batches[b]) for b in done), unit="q",
               desc=f"eval {out.name}", dynamic_ncols=True) as bar, open(pred_path, "a", encoding="utf-8") as f:
-        for b in pending:
+        for b, replies in _replies_in_order(backend, prompts, batches, pending, e.seed):
             idx = batches[b]
-            replies = backend.generate([prompts[i] for i in idx], seed=e.seed * 1_000_003 + b)
             new = []
             for i, samples in zip(idx, replies):
                 for s, reply in enumerate(samples):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from spelling_exp.config import ModelConfig, OpenAIBackendConfig, SamplingConfig
@@ -127,20 +127,29 @@ class OpenAIBackend(ChatPrompts):
         choice = r.choices[0]
         return Reply(choice.text or "", choice.finish_reason == "length")
 
-    def generate(self, prompts: Sequence[str], seed: int) -> list[list[Reply]]:
+    def submit(self, prompts: Sequence[str], seed: int) -> list[Future]:
+        """Queue a batch's requests and return at once; ``collect`` waits for them. The recipe
+        submits the next batches while one finishes, so the server's slots do not idle at batch
+        boundaries (replies are still written batch by batch, in order)."""
         if self._client is None:
             self._client = self._connect()
         assert self._pool is not None
         n = self.n_samples
-        futures = [self._pool.submit(self._one, p, request_seed(seed, i, s, n))
-                   for i, p in enumerate(prompts) for s in range(n)]
+        return [self._pool.submit(self._one, p, request_seed(seed, i, s, n))
+                for i, p in enumerate(prompts) for s in range(n)]
+
+    def collect(self, futures: list[Future]) -> list[list[Reply]]:
         try:
             replies = [f.result() for f in futures]
         except BaseException:
             for f in futures:
                 f.cancel()
             raise
-        return [replies[i * n:(i + 1) * n] for i in range(len(prompts))]
+        n = self.n_samples
+        return [replies[i * n:(i + 1) * n] for i in range(len(replies) // n)]
+
+    def generate(self, prompts: Sequence[str], seed: int) -> list[list[Reply]]:
+        return self.collect(self.submit(prompts, seed))
 
     def close(self) -> None:
         # Not waiting for requests in flight: on an error or a signal they are abandoned (their
