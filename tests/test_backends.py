@@ -202,7 +202,7 @@ def test_greedy_answers_agree_with_hf_and_the_gguf_lora_is_the_peft_adapter(serv
 def _eval_args(url: str, out: Path, *extra: str) -> list[str]:
     return ["stage=eval", *SMALL, "eval.n_questions=8", "eval.batch_size=4", "eval.backend=openai",
             f"eval.openai.base_url={url}/v1", "eval.openai.model=gguf", f"eval.openai.api_key_env={KEY_ENV}",
-            "eval.openai.max_retries=1", "eval.openai.timeout_s=30", "logger=wandb", f"output_dir={out}", *extra]
+            "eval.openai.max_retries=1", "eval.openai.timeout_s=120", "logger=wandb", f"output_dir={out}", *extra]
 
 
 @needs_llamacpp
