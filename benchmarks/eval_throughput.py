@@ -43,7 +43,7 @@ def build(n_questions: int, max_new_tokens: int, batch_size: int):
     register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = OmegaConf.to_object(compose(config_name="config", overrides=[
-            "data=small", f"eval.n_questions={n_questions}", f"eval.max_new_tokens={max_new_tokens}",
+            "+experiment=quickstart", f"eval.n_questions={n_questions}", f"eval.max_new_tokens={max_new_tokens}",
             f"eval.batch_size={batch_size}", "eval/sampling=greedy"]))
     data = prepare_data(cfg.data, cfg.template, cfg.model, cfg.paths.cache_dir)
     return cfg, build_questions(list(iter_jsonl(data.dir / "holdout_test.jsonl")), cfg.eval)
