@@ -276,3 +276,4 @@ def test_llamacpp_backend_runs_the_pipeline_with_the_same_outputs(smoke_run, tmp
     hf, llama = (json.loads((root / "compare" / "comparison.json").read_text()) for root in (smoke_run[0], run))
     assert _shape(llama) == _shape(hf)
     assert (run / "report" / "report.html").is_file() and "== Answer: base vs LoRA adapter" in r.stdout
+    assert "Evaluation: model smollm2_135m, backend llamacpp," in (run / "report" / "report.md").read_text()

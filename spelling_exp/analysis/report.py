@@ -527,7 +527,9 @@ def _setup_line(base: dict[str, Any]) -> str | None:
     how = ("greedy decoding" if s.get("greedy") else
            ", ".join(f"{k} {s[k]}" for k in ("temperature", "top_p", "top_k", "min_p") if k in s) or "sampling")
     samples = meta.get("n_samples")
-    return (f"Evaluation: model {meta.get('model', '?')}, split {meta.get('split', '?')}, "
+    generation = (meta.get("identity") or {}).get("generation") or {}
+    backend = f", backend {generation['backend']}" if generation.get("backend") else ""
+    return (f"Evaluation: model {meta.get('model', '?')}{backend}, split {meta.get('split', '?')}, "
             f"{samples if samples is not None else '?'} sample(s) per question, {how}.")
 
 
