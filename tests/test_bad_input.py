@@ -50,7 +50,7 @@ OURS = [
 # Hydra's composition errors: its message (several lines), without the HYDRA_FULL_ERROR trailer.
 HYDRAS = [
     (["train.lr_scheduler=bogus"], "expected one of [linear, cosine,"),
-    (["eval.backend=bogus"], "expected one of [hf]"),
+    (["eval.backend=bogus"], "expected one of [hf, openai, llamacpp, vllm]"),
     (["data.seed=abc"], "data.seed"),
     (["data.holdout.bogus=1"], "Key 'bogus' not in 'HoldoutConfig'"),
     (["model=no_such_model"], "Could not find 'model/no_such_model'"),
