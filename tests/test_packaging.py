@@ -21,7 +21,7 @@ def installed(tmp_path_factory) -> Path:
     """
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"  # build from a copy: setuptools writes build/ and *.egg-info beside the sources
-    for name in ("spelling_exp", "conf"):
+    for name in ("spelling_exp", "conf", "hydra_plugins"):
         shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
@@ -42,6 +42,9 @@ def test_wheel_ships_conf_and_cli_works_from_another_directory(installed, tmp_pa
                            cwd=tmp_path, capture_output=True, text=True)
     assert where.returncode == 0, where.stderr
     assert str(installed.parents[1]) in where.stdout and str(ROOT) not in where.stdout
+    plugin = subprocess.run([str(installed), "-c", "import hydra_plugins.spelling_exp_ray as p; print(p.__file__)"],
+                            cwd=tmp_path, capture_output=True, text=True)  # hydra/launcher=ray's Hydra plugin
+    assert plugin.returncode == 0 and str(installed.parents[1]) in plugin.stdout, plugin.stderr
     r = run_cli("--help", cwd=tmp_path, python=str(installed))
     assert r.returncode == 0, r.stderr
     presets = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
