@@ -117,13 +117,11 @@ def validate_backend_config(eval_cfg: EvalConfig, model: ModelConfig, evaluates_
 
     e = eval_cfg
     if e.backend == EvalBackend.openai:
-        if not e.openai.base_url:
-            raise ConfigError("eval.openai.base_url is not set: the server's URL, e.g. http://localhost:8000/v1")
-        if not e.openai.model:
-            raise ConfigError("eval.openai.model is not set: the name the server serves the base model under")
-        if evaluates_adapter and not e.openai.adapter_model:
-            raise ConfigError("eval.openai.adapter_model is not set: the name the server serves the adapter under "
-                              "(vllm serve ... --enable-lora --lora-modules NAME=<adapter dir>)")
+        from spelling_exp.evaluation.backends.openai_server import require_server_settings
+
+        require_server_settings(e.openai.base_url, e.openai.model, adapter=False)
+        if evaluates_adapter:
+            require_server_settings(e.openai.base_url, e.openai.adapter_model, adapter=True)
         require(e.openai.max_concurrency >= 1, "eval.openai.max_concurrency", e.openai.max_concurrency, ">= 1")
         require(e.openai.timeout_s > 0, "eval.openai.timeout_s", e.openai.timeout_s, "> 0")
         require(e.openai.max_retries >= 0, "eval.openai.max_retries", e.openai.max_retries, ">= 0")

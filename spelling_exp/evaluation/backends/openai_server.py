@@ -44,6 +44,17 @@ def request_seed(seed: int, prompt_index: int, sample: int, n_samples: int) -> i
     return (seed * 7919 + prompt_index * n_samples + sample) % SEED_SPACE
 
 
+def require_server_settings(base_url: str | None, served_model: str | None, adapter: bool) -> None:
+    """The two settings without which no request can be sent (the CLI checks them up front too)."""
+    if not base_url:
+        raise ConfigError("eval.openai.base_url is not set: the server's URL, e.g. http://localhost:8000/v1")
+    if not served_model and adapter:
+        raise ConfigError("eval.openai.adapter_model is not set: the name the server serves the adapter under "
+                          "(vllm serve ... --enable-lora --lora-modules NAME=<adapter dir>)")
+    if not served_model:
+        raise ConfigError("eval.openai.model is not set: the name the server serves the base model under")
+
+
 class OpenAIBackend(ChatPrompts):
     name = "openai"
 
@@ -57,11 +68,7 @@ class OpenAIBackend(ChatPrompts):
         self.base_url = base_url or s.base_url
         key = "eval.openai.adapter_model" if adapter else "eval.openai.model"
         self.model_key, self.served_model = key, served_model or (s.adapter_model if adapter else s.model)
-        if not self.base_url:
-            raise ConfigError("eval.openai.base_url is not set: the server's URL, e.g. http://localhost:8000/v1")
-        if not self.served_model:
-            what = "adapter under (vllm serve ... --lora-modules NAME=PATH)" if adapter else "model under"
-            raise ConfigError(f"{key} is not set: the name the server serves the {what}")
+        require_server_settings(self.base_url, self.served_model, adapter=bool(adapter))
         self._api_key = api_key if api_key is not None else os.environ.get(s.api_key_env)
         self.sampling = sampling_params(sampling)
         self._client: Any = None
