@@ -86,15 +86,6 @@ class LRScheduler(StrEnum):  # the transformers SchedulerType values that need n
     inverse_sqrt = "inverse_sqrt"
 
 
-class Task(StrEnum):
-    position = "position"
-    count = "count"
-    length = "length"  # optional: a control for "knows how long the word is"
-    # Only from an external question set (eval.questions_file, e.g. CharBench's find_first /
-    # find_last_occurrence): the index of a letter's first or last occurrence. Not a generated task.
-    occurrence = "occurrence"
-
-
 class Split(StrEnum):
     test = "test"
     validation = "validation"
@@ -371,7 +362,9 @@ class VllmConfig:
 @dataclass
 class EvalConfig:
     name: str = "default"
-    tasks: list[Task] = field(default_factory=lambda: [Task.position, Task.count])
+    # Question types by name, in spelling_exp/tasks/ (position, count; length: optional; occurrence:
+    # external question sets only). Checked against the task registry before any work starts.
+    tasks: list[str] = field(default_factory=lambda: ["position", "count"])
     split: Split = Split.test  # which hold-out split the questions come from
     n_questions: int = 200  # per task
     seed: int = 0

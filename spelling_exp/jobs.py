@@ -135,8 +135,10 @@ def _headline(job_dir: Path) -> str:
     if not f.is_file():
         return "-"
     try:
-        tasks = read_json(f).get("tasks", {})
-        order = sorted(tasks, key=lambda t: (["position", "count"] + [t]).index(t))  # the co-primary tasks first
+        c = read_json(f)
+        tasks = c.get("tasks", {})
+        # The comparison records its task order (tasks/registry.py); this layer cannot import the registry.
+        order = [t for t in c.get("order") or sorted(tasks) if t in tasks]
         return "; ".join(f"{t} {100 * tasks[t]['strict']['adapter']:.1f}% ({100 * tasks[t]['strict']['diff']:+.1f})"
                          for t in order if "strict" in tasks[t]) or "-"
     except (ValueError, KeyError, TypeError):

@@ -115,7 +115,6 @@ def _choices(enum) -> str:
     ("train.lr_scheduler=cosin", "train.lr_scheduler", "cosine"),
     ("eval.backend=vlm", "eval.backend", _choices(cfgmod.EvalBackend)),
     ("eval.split=dev", "eval.split", _choices(cfgmod.Split)),
-    ("eval.tasks=[position,spelling]", "eval.tasks", _choices(cfgmod.Task)),
     ("data.holdout.on_overlap=ignore", "data.holdout.on_overlap", _choices(cfgmod.OnOverlap)),
     ("data.holdout.source=url", "data.holdout.source", _choices(cfgmod.HoldoutSource)),
     ("data.examples.spellings=true", "data.examples.spellings", _choices(cfgmod.Spellings)),

@@ -5,7 +5,7 @@ wrongly before; each says why the expected reading is right. tests/test_parsing_
 600 real replies a second, independent way."""
 import pytest
 
-from spelling_exp.evaluation.parsing import Parsed, clean, parse_letter, parse_number, spelled_runs
+from spelling_exp.tasks.parsing import Parsed, clean, parse_letter, parse_number, spelled_runs
 
 # (reply, word, k, asked_as_last, strict, spelled, lenient)
 LETTER_CASES = [

@@ -1,4 +1,4 @@
-"""Audit of the reply parser (spelling_exp/evaluation/parsing.py) against an independent reading.
+"""Audit of the reply parser (spelling_exp/tasks/parsing.py) against an independent reading.
 
 tests/data/smollm2_quickstart_replies.jsonl holds 600 real replies of the embedded SmolLM2-135M
 (base and LoRA adapter) to this project's position and count questions. Each is read twice: by
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from helpers.simple_reader import read_count, read_position
 
-from spelling_exp.evaluation.parsing import parse_letter, parse_number
+from spelling_exp.tasks.parsing import parse_letter, parse_number
 
 DATA = Path(__file__).parent / "data" / "smollm2_quickstart_replies.jsonl"
 MIN_AGREEMENT = 0.94  # measured: 567/600 = 0.945

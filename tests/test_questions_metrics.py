@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 from helpers import make_config
 
+from spelling_exp import tasks
 from spelling_exp.errors import SizeError
-from spelling_exp.evaluation.baselines import RARE_LETTERS, baseline_accuracy
 from spelling_exp.evaluation.metrics import compute_metrics, metrics_table
 from spelling_exp.evaluation.questions import build_questions
+from spelling_exp.tasks.base import baseline_accuracy
+from spelling_exp.tasks.count import RARE_LETTERS
 
 WORDS = (Path(__file__).parent / "data" / "quickstart_holdout_words.txt").read_text().split()
 
@@ -56,7 +58,7 @@ def test_rare_letter_rule_does_not_beat_a_constant_answer(quickstart_questions):
     against 25% for any constant on these very words."""
     _, questions = quickstart_questions
     count = [q for q in questions if q["task"] == "count"]
-    b = baseline_accuracy("count", count)
+    b = baseline_accuracy(tasks.get("count"), count)
     best_constant = b["rules"][b["best_constant"]]["rate"]
     assert b["rules"][b["best"]]["rate"] - best_constant <= 0.02
     assert b["rules"]["rare letter -> 0, else 1"]["rate"] <= best_constant + 0.02
@@ -67,7 +69,7 @@ def test_rare_letter_rule_does_not_beat_a_constant_answer(quickstart_questions):
 def test_position_baselines_include_the_first_letter_rule(quickstart_questions):
     _, questions = quickstart_questions
     pos = [q for q in questions if q["task"] == "position"]
-    b = baseline_accuracy("position", pos)
+    b = baseline_accuracy(tasks.get("position"), pos)
     first = sum(q["answer"] == q["word"][0] for q in pos) / len(pos)
     assert b["rules"]["first letter of the word"]["rate"] == pytest.approx(first)
     assert first >= sum(q["stratum"] == "first" for q in pos) / len(pos)  # every `first` question and more

@@ -18,7 +18,7 @@ from spelling_exp.analysis.stats import (
     wilcoxon_signed_rank,
     wilson_ci,
 )
-from spelling_exp.evaluation.metrics import position_offset
+from spelling_exp.tasks.position import position_offset
 
 
 def test_wilson_hand_computed():

@@ -21,7 +21,9 @@ def _job(sweep, num, overrides, result=None, comparison=None):
         (j / "job_result.json").write_text(json.dumps({"log": str(j / "smoke.log"), **result}))
     if comparison is not None:
         (j / "compare").mkdir()
-        (j / "compare" / "comparison.json").write_text(json.dumps({"tasks": comparison}))
+        # compare.py writes the registry's task order beside the tasks; the table follows it
+        (j / "compare" / "comparison.json").write_text(json.dumps(
+            {"tasks": comparison, "order": ["position", "count"]}))
     return j
 
 

@@ -27,15 +27,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from spelling_exp import tasks as task_registry
 from spelling_exp.analysis.stats import holm, mde_paired, paired_diff_ci, paired_test
-from spelling_exp.config import Task
 from spelling_exp.errors import ConfigError
 from spelling_exp.storage.io import atomic_write_json, iter_jsonl, read_json
 
 ALPHA = 0.05
 POWER = 0.8
-TASK_ORDER = tuple(str(t) for t in Task)
-PRIMARY_TASKS = ("position", "count")  # co-primary, Holm-corrected; everything else is exploratory
 COMPARISON_FILE = "comparison.json"
 # What base and adapter evaluations may differ in: the adapter itself, how it is applied, the batch
 # size (the batch plan), and for a server the model name it serves the adapter under.
@@ -97,7 +95,7 @@ def _paired(ids: list[str], base: dict[str, float], adapter: dict[str, float], w
 
 def ordered_tasks(c: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """Tasks in canonical order (JSON round-trips sort keys alphabetically)."""
-    return sorted(c["tasks"].items(), key=lambda kv: TASK_ORDER.index(kv[0]))
+    return [(t, c["tasks"][t]) for t in task_registry.ordered(c["tasks"])]
 
 
 def verdict(task: str, s: dict[str, Any], names: tuple[str, str] = ("base", "adapter")) -> str:
@@ -127,10 +125,10 @@ def compare_evals(base_dir: Path, adapter_dir: Path, n_boot: int = 10000, seed: 
     qb = {q["id"]: q for q in iter_jsonl(adapter_dir / "questions.jsonl")}
     if qa != qb:
         raise ConfigError(f"{base_dir} and {adapter_dir} asked different questions; a paired comparison needs the same")
-    tasks = sorted({q["task"] for q in qa.values()}, key=TASK_ORDER.index)
+    tasks = task_registry.ordered(q["task"] for q in qa.values())
     words = {i: q["word"] for i, q in qa.items()}
     out: dict[str, Any] = {"base_dir": str(base_dir), "adapter_dir": str(adapter_dir), "tasks": {},
-                           "primary": [t for t in PRIMARY_TASKS if t in tasks], "alpha": ALPHA, "power": POWER}
+                           "primary": task_registry.primary(tasks), "order": tasks, "alpha": ALPHA, "power": POWER}
     readings = {field: (_per_question(base_dir / "predictions.jsonl", field),
                         _per_question(adapter_dir / "predictions.jsonl", field))
                 for field in ("correct", "lenient_correct")}
@@ -138,7 +136,7 @@ def compare_evals(base_dir: Path, adapter_dir: Path, n_boot: int = 10000, seed: 
         ids = sorted(i for i, q in qa.items() if scope == "overall" or q["task"] == scope)
         clusters = words if scope == "overall" else None
         strict = _paired(ids, *readings["correct"], clusters, n_boot, seed,
-                         "primary" if scope in PRIMARY_TASKS else "exploratory")
+                         "primary" if scope in out["primary"] else "exploratory")
         lenient = _paired(ids, *readings["lenient_correct"], clusters, n_boot, seed, "exploratory")
         entry: dict[str, Any] = {"strict": strict, "lenient": lenient}
         clean = [i for i in ids if qa[i].get("contamination") == "clean"]

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from spelling_exp.analysis.compare import TASK_ORDER as ORDER
+from spelling_exp import tasks as task_registry
 from spelling_exp.analysis.compare import comparison_table, ordered_tasks
 from spelling_exp.analysis.stats import wilson_ci
 from spelling_exp.storage.io import atomic_write_text
@@ -200,7 +200,7 @@ def best_baseline(m: dict[str, Any], task: str) -> float | None:
 
 
 def plot_accuracy_by_task(base, adapter, control=None) -> Any:
-    tasks = [t for t in ORDER if t in _tasks(base) and _rate(base, t, "accuracy")]
+    tasks = [t for t in task_registry.ordered(_tasks(base)) if _rate(base, t, "accuracy")]
     if not tasks:
         return None
     plt = pyplot()
@@ -308,8 +308,8 @@ def _confusion_axes(confs: list[dict[str, Any]]) -> tuple[list[str], list[str], 
     return truths, cols + others, cap
 
 
-def plot_confusion(base, adapter) -> Any:
-    confs = [_rate(m, "count", "confusion") for m in (base, adapter)]
+def plot_confusion(base, adapter, task: str = "count") -> Any:
+    confs = [_rate(m, task, "confusion") for m in (base, adapter)]
     if not confs[0]:
         return None
     truths, cols, cap = _confusion_axes(confs)
@@ -353,7 +353,7 @@ def plot_confusion(base, adapter) -> Any:
 
 
 def plot_format_drift(base, adapter) -> Any:
-    tasks = [t for t in ORDER if t in _tasks(base)]
+    tasks = task_registry.ordered(_tasks(base))
     if not tasks:
         return None
     plt = pyplot()
@@ -397,20 +397,6 @@ def plot_training_loss(log_history: list[dict[str, Any]]) -> Any:
     return fig
 
 
-# (task, breakdown key, file name, x label, what the plot shows): every breakdown is exploratory,
-# and its heading and title say so (analysis/compare.py declares the primary analysis).
-BREAKDOWNS = (
-    ("position", "by_word_length", "position_by_length", "word length (letters)", "by word length"),
-    ("count", "by_word_length", "count_by_length", "word length (letters)", "by word length"),
-    ("position", "by_k", "position_by_k", "asked position k (1 = first letter)", "by asked position k"),
-    ("position", "by_stratum", "position_by_stratum", "asked letter",
-     "for the first / a middle / the last letter"),
-    ("count", "by_true_value", "count_by_true_count", "true count of the letter in the word", "by true count"),
-    ("position", "by_word_tokens", "position_by_tokens", "tokens per word (model tokenizer)", "by tokens per word"),
-    ("count", "by_word_tokens", "count_by_tokens", "tokens per word (model tokenizer)", "by tokens per word"),
-)
-
-
 def make_plots(base, adapter, log_history, out: Path, dpi: int = 110, control=None) -> list[tuple[str, Path]]:
     """Every plot that has data, saved as PNG in ``out``: [(title, path)] in report order."""
     out.mkdir(parents=True, exist_ok=True)
@@ -418,15 +404,19 @@ def make_plots(base, adapter, log_history, out: Path, dpi: int = 110, control=No
         ("Accuracy per task", "accuracy_by_task", plot_accuracy_by_task(base, adapter, control)),
         ("Format drift (exploratory)", "format_drift", plot_format_drift(base, adapter)),
     ]
-    for task, key, name, xlabel, what in BREAKDOWNS:
-        heading = "stratum" if key == "by_stratum" else what.removeprefix("by ")
-        figures.append((f"{task.capitalize()} accuracy by {heading} (exploratory)", name,
-                        plot_breakdown(base, adapter, task, key, xlabel,
-                                       f"{task.capitalize()} questions: strict accuracy {what} (exploratory)")))
-    figures += [
-        ("Count confusion (exploratory)", "count_confusion", plot_confusion(base, adapter)),
-        ("Training loss", "training_loss", plot_training_loss(log_history)),
-    ]
+    # Each task's breakdowns (tasks/<task>.py declares them): every breakdown is exploratory, and
+    # its heading and title say so (analysis/compare.py declares the primary analysis).
+    present = task_registry.ordered(_tasks(base))
+    for task in present:
+        for b in task_registry.get(task).breakdowns:
+            heading = "stratum" if b.key == "by_stratum" else b.what.removeprefix("by ")
+            figures.append((f"{task.capitalize()} accuracy by {heading} (exploratory)", b.name,
+                            plot_breakdown(base, adapter, task, b.key, b.xlabel,
+                                           f"{task.capitalize()} questions: strict accuracy {b.what} (exploratory)")))
+    figures += [(f"{task.capitalize()} confusion (exploratory)", f"{task}_confusion",
+                 plot_confusion(base, adapter, task))
+                for task in present if task_registry.get(task).confusion_plot]
+    figures.append(("Training loss", "training_loss", plot_training_loss(log_history)))
     return [(title, _save(fig, out / f"{name}.png", dpi)) for title, name, fig in figures if fig is not None]
 
 

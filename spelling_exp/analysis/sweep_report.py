@@ -16,10 +16,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from spelling_exp.analysis.compare import COMPARISON_FILE, PRIMARY_TASKS, TASK_ORDER, read_comparison
+from spelling_exp import tasks as task_registry
+from spelling_exp.analysis.compare import COMPARISON_FILE, read_comparison
 from spelling_exp.analysis.report import percent_axis, pyplot, render_markdown_page, y_top
 from spelling_exp.jobs import RESULT, job_dirs
 from spelling_exp.storage.io import atomic_open, atomic_write_json, atomic_write_text, read_json
+from spelling_exp.tasks import PRIMARY_TASKS
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +182,7 @@ def plots(rows, swept, aggregated, dpi: int = 110) -> list[tuple[str, bytes]]:
     95% intervals. Values sorted numerically; numeric values joined by a faint line, categorical
     (word) values never; other swept parameters become separate, offset series."""
     plt = pyplot()
-    tasks = [t for t in TASK_ORDER if any(t in r["tasks"] for r in rows)]
+    tasks = task_registry.ordered(t for r in rows for t in r["tasks"])
     seed_keys = [k for k in swept if k.endswith("seed")]
     out = []
     for param in [k for k in swept if k not in seed_keys] or swept[:1]:
@@ -384,7 +386,7 @@ def template_rows(sweep_dir: Path, rows: list[dict[str, Any]], swept: list[str])
 def plot_by_template(entries: list[dict[str, Any]], dpi: int = 110) -> bytes | None:
     """Adapter strict accuracy per job (labelled by its template), one marker per task with its 95%
     interval; the base model's accuracy per task as a dashed line (the same questions for every job)."""
-    tasks = [t for t in TASK_ORDER if any(t in e["tasks"] for e in entries)]
+    tasks = task_registry.ordered(t for e in entries for t in e["tasks"])
     if not entries or not tasks:
         return None
     plt = pyplot()
@@ -450,7 +452,7 @@ def write_sweep_report(sweep_dir: Path, dpi: int = 110) -> Path:
     sweep_dir = Path(sweep_dir)
     rows, swept, failed = collect_rows(sweep_dir)
     aggregated = aggregate_seeds(rows, swept)
-    tasks = [t for t in TASK_ORDER if any(t in r["tasks"] for r in rows)]
+    tasks = task_registry.ordered(t for r in rows for t in r["tasks"])
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

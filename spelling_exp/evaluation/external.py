@@ -60,36 +60,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spelling_exp.data.examples import seeded_rng
+from spelling_exp import tasks
 from spelling_exp.errors import ConfigError, HoldoutOverlapError, SizeError
-from spelling_exp.evaluation.questions import check_phrasings, count_stratum, ordinal
 from spelling_exp.storage.io import sha256_file
+from spelling_exp.tasks.rows import RowContext, read_text
 
-TASKS = ("position", "count", "occurrence")
-OCCURRENCE_STRATA = ("first", "last")
 CHARBENCH_COLUMNS = ("question", "answer", "word", "character", "task")
-# CharBench task -> (our task, stratum); any other CharBench task is skipped and counted.
-CHARBENCH_TASKS = {"count_character_frequency": ("count", None),
-                   "find_first_occurrence": ("occurrence", "first"),
-                   "find_last_occurrence": ("occurrence", "last")}
 EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "charbench"}
+
+
+def file_tasks() -> tuple[str, ...]:
+    """The tasks a question file may name: every registered task that maps file rows."""
+    return tuple(n for n in tasks.names() if type(tasks.get(n)).from_jsonl is not tasks.Task.from_jsonl)
+
+
+def charbench_tasks() -> dict[str, tuple[str, str | None]]:
+    """CharBench task -> (our task, stratum), from each task's ``charbench``; other CharBench tasks are skipped."""
+    return {cb: (n, stratum) for n in tasks.names() for cb, stratum in tasks.get(n).charbench.items()}
 
 
 @dataclass
 class QuestionSet:
     questions: list[dict[str, Any]]
     source: dict[str, Any]  # what questions_source.json records
-
-
-class _Line:
-    """Error messages that name the file and line (and the question id once known)."""
-
-    def __init__(self, path: Path, line: int):
-        self.where = f"eval.questions_file={path} line {line}"
-        self.qid: str | None = None
-
-    def error(self, message: str) -> ConfigError:
-        return ConfigError(f"{self.where}" + (f" (id {self.qid!r})" if self.qid is not None else "") + f": {message}")
 
 
 def resolve_format(path: str, fmt: Any) -> str:
@@ -103,122 +96,19 @@ def resolve_format(path: str, fmt: Any) -> str:
     return found
 
 
-def _int(value: Any, field: str, at: _Line) -> int:
-    if isinstance(value, bool):
-        raise at.error(f"field '{field}' must be an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    raise at.error(f"field '{field}' must be an integer, got {value!r}")
-
-
-def _text(row: dict[str, Any], field: str, at: _Line) -> str:
-    value = row.get(field)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise at.error(f"missing field '{field}'")
-    if not isinstance(value, str):
-        raise at.error(f"field '{field}' must be a string, got {value!r}")
-    return value
-
-
-def _letter(row: dict[str, Any], field: str, at: _Line) -> str:
-    value = _text(row, field, at)
-    if len(value) != 1:
-        raise at.error(f"field '{field}' must be one character, got {value!r}")
-    return value
-
-
-def _wrong(at: _Line, answer: Any, truth: Any, what: str) -> ConfigError:
-    return at.error(f"answer {answer!r} is wrong: {what} is {truth!r}")
-
-
-def _phrase(key: str, qid: str, cfg: Any, **values: Any) -> tuple[str, str]:
-    """Our wording for a question without its own prompt: a seeded draw per question id."""
-    check_phrasings(cfg, {key})
-    rng = seeded_rng(cfg.seed, f"external:{qid}")
-    p = rng.randrange(len(cfg.phrasings[key]))
-    return cfg.phrasings[key][p].format(**values), f"{key}/{p}"
-
-
-def _position(row: dict[str, Any], word: str, at: _Line, cfg: Any) -> dict[str, Any]:
-    if "k" not in row or row["k"] is None:
-        raise at.error("missing field 'k'")
-    k = _int(row["k"], "k", at)
-    if not 1 <= k <= len(word):
-        raise at.error(f"field 'k'={k} is outside the word {word!r} (1..{len(word)})")
-    answer = row["answer"]
-    if not isinstance(answer, str) or len(answer) != 1:
-        raise at.error(f"field 'answer' must be one letter for a position question, got {answer!r}")
-    if answer.lower() != word[k - 1].lower():
-        raise _wrong(at, answer, word[k - 1], f"letter {k} of {word!r}")
-    stratum = row.get("stratum") or ("first" if k == 1 else "last" if k == len(word) else "middle")
-    as_last = row.get("asked_as_last", False)
-    if not isinstance(as_last, bool):
-        raise at.error(f"field 'asked_as_last' must be true or false, got {as_last!r}")
-    if row.get("prompt") is not None:
-        prompt, phrasing = _text(row, "prompt", at), "file"
-    else:
-        rng = seeded_rng(cfg.seed, f"external-last:{at.qid}")
-        as_last = k == len(word) and rng.random() < cfg.last_as_word
-        key = "position_last" if as_last else "position"
-        prompt, phrasing = _phrase(key, at.qid, cfg, word=word, ordinal=ordinal(k), k=k)
-    return {"task": "position", "stratum": str(stratum), "k": k, "asked_as_last": as_last, "phrasing": phrasing,
-            "prompt": prompt, "answer": word[k - 1].lower()}
-
-
-def _count(row: dict[str, Any], word: str, at: _Line, cfg: Any, prompt_field: str = "prompt",
-           letter_field: str = "letter") -> dict[str, Any]:
-    letter = _letter(row, letter_field, at)
-    answer = _int(row["answer"], "answer", at)
-    if answer != word.count(letter):
-        raise _wrong(at, row["answer"], word.count(letter), f"the count of {letter!r} in {word!r}")
-    if row.get(prompt_field) is not None:
-        prompt, phrasing = _text(row, prompt_field, at), "file"
-    else:
-        prompt, phrasing = _phrase("count", at.qid, cfg, word=word, letter=letter)
-    return {"task": "count", "stratum": str(row.get("stratum") or count_stratum(answer)), "letter": letter,
-            "phrasing": phrasing, "prompt": prompt, "answer": str(answer)}
-
-
-def _occurrence(row: dict[str, Any], word: str, at: _Line, stratum: str, index_base: int, prompt: str,
-                letter: str) -> dict[str, Any]:
-    answer = _int(row["answer"], "answer", at)
-    if letter not in word:
-        raise at.error(f"answer {row['answer']!r} is wrong: {letter!r} does not occur in {word!r}")
-    index = word.index(letter) if stratum == "first" else word.rindex(letter)
-    if answer != index + index_base:
-        raise _wrong(at, row["answer"], index + index_base,
-                     f"the {index_base}-based index of the {stratum} {letter!r} in {word!r}")
-    return {"task": "occurrence", "stratum": stratum, "letter": letter, "k": index + 1, "index_base": index_base,
-            "phrasing": "file", "prompt": prompt, "answer": str(answer)}
-
-
-def _jsonl_question(row: dict[str, Any], at: _Line, cfg: Any) -> dict[str, Any]:
+def _jsonl_question(row: dict[str, Any], at: RowContext, cfg: Any) -> dict[str, Any]:
     if "id" not in row or row["id"] is None or (isinstance(row["id"], str) and not row["id"].strip()):
         raise at.error("missing field 'id'")
     if isinstance(row["id"], bool) or not isinstance(row["id"], (str, int)):
         raise at.error(f"field 'id' must be a string or an integer, got {row['id']!r}")
     at.qid = str(row["id"])
-    task = _text(row, "task", at)
-    if task not in TASKS:
-        raise at.error(f"field 'task'={task!r} is not one of {', '.join(TASKS)}")
-    word = _text(row, "word", at)
+    task = read_text(row, "task", at)
+    if task not in file_tasks():
+        raise at.error(f"field 'task'={task!r} is not one of {', '.join(file_tasks())}")
+    word = read_text(row, "word", at)
     if row.get("answer") is None or row.get("answer") == "":
         raise at.error("missing field 'answer'")
-    if task == "position":
-        return _position(row, word, at, cfg)
-    if task == "count":
-        return _count(row, word, at, cfg)
-    stratum = _text(row, "stratum", at)
-    if stratum not in OCCURRENCE_STRATA:
-        raise at.error(f"field 'stratum'={stratum!r} of an occurrence question must be first or last")
-    if row.get("index_base") is None:
-        raise at.error("missing field 'index_base' (0 or 1: how the prompt counts positions)")
-    index_base = _int(row["index_base"], "index_base", at)
-    if index_base not in (0, 1):
-        raise at.error(f"field 'index_base'={index_base} must be 0 or 1")
-    return _occurrence(row, word, at, stratum, index_base, _text(row, "prompt", at), _letter(row, "letter", at))
+    return tasks.get(task).from_jsonl(row, word, at, cfg)
 
 
 def _read_jsonl(path: Path, cfg: Any) -> tuple[list[dict[str, Any]], Counter, int]:
@@ -227,7 +117,7 @@ def _read_jsonl(path: Path, cfg: Any) -> tuple[list[dict[str, Any]], Counter, in
         if not line.strip():
             continue
         rows += 1
-        at = _Line(path, n)
+        at = RowContext(path, n)
         try:
             row = json.loads(line)
         except ValueError as e:
@@ -251,25 +141,20 @@ def _read_charbench(path: Path, cfg: Any) -> tuple[list[dict[str, Any]], Counter
                               f"(a CharBench file has columns {', '.join(CHARBENCH_COLUMNS)})")
         for i, row in enumerate(reader, start=1):
             rows += 1
-            at = _Line(path, reader.line_num)
-            task = _text(row, "task", at).strip()
-            if task not in CHARBENCH_TASKS:
+            at = RowContext(path, reader.line_num)
+            task = read_text(row, "task", at).strip()
+            mapped = charbench_tasks().get(task)
+            if mapped is None:
                 skipped[task] += 1
                 continue
             at.qid = (row.get("id") or "").strip() or f"charbench-{i:05d}"
-            ours, stratum = CHARBENCH_TASKS[task]
-            word = _text(row, "word", at)
-            _text(row, "answer", at)
-            if ours == "count":
-                q = _count(row, word, at, cfg, prompt_field="question", letter_field="character")
-                q["phrasing"] = "charbench"
-            else:
-                letter = _letter(row, "character", at)
-                if letter not in word and _int(row["answer"], "answer", at) == -1:
-                    skipped[f"{task} (character absent)"] += 1
-                    continue
-                q = _occurrence(row, word, at, stratum, 0, _text(row, "question", at), letter)
-                q["phrasing"] = "charbench"
+            ours, stratum = mapped
+            word = read_text(row, "word", at)
+            read_text(row, "answer", at)
+            q = tasks.get(ours).from_charbench(row, word, at, cfg, stratum)
+            if q is None:
+                skipped[f"{task} (character absent)"] += 1
+                continue
             questions.append({"id": at.qid, "word": word, **q, "_line": reader.line_num})
     return questions, skipped, rows
 
@@ -349,7 +234,7 @@ def source_counts(source: dict[str, Any]) -> dict[str, Any]:
 
 def summary_line(source: dict[str, Any]) -> str:
     s = source
-    tasks = ", ".join(f"{n} {t}" for t, n in sorted(s["by_task"].items(), key=lambda kv: TASKS.index(kv[0])))
+    tasks = ", ".join(f"{n} {t}" for t, n in sorted(s["by_task"].items(), key=lambda kv: tasks.names().index(kv[0])))
     overlap = (f"{s['dropped']} dropped (training words)" if s["on_overlap"] == "drop"
                else f"{s['overlapping_questions']} kept whose word is a training word "
                     f"({s['overlapping_words']} distinct)")

@@ -9,7 +9,7 @@ resamples words, since one word can be asked about in both tasks.
 
 Headline: strict accuracy per task. Beside it, always: the no-answer, ambiguous, spelled-out and
 truncated shares, the *lenient* accuracy (a reading derived from a spelled-out word), and the
-trivial baselines (evaluation/baselines.py). Breakdowns by word length, position stratum and k,
+trivial baselines (each task's ``baselines``, spelling_exp/tasks/). Breakdowns by word length, position stratum and k,
 true count, and tokens per word are exploratory; so are the count MAE and confusion and the
 position errors (the offset of the predicted letter's nearest occurrence). ``by_contamination``
 splits accuracy by how close the word is to a trained word (clean / substring / inflection,
@@ -23,13 +23,12 @@ from collections.abc import Callable, Iterable
 from statistics import fmean
 from typing import Any
 
+from spelling_exp import tasks
 from spelling_exp.analysis.report import natural_key
 from spelling_exp.analysis.stats import mean_ci, wilson_ci
-from spelling_exp.config import Task
-from spelling_exp.evaluation.baselines import baseline_accuracy
+from spelling_exp.tasks.base import baseline_accuracy
 
 Row = dict[str, Any]
-TASK_ORDER = tuple(str(t) for t in Task)  # position, count, length, occurrence
 
 
 def per_question(rows: Iterable[Row], value: Callable[[Row], float]) -> dict[str, float]:
@@ -71,17 +70,6 @@ def _breakdown(rows: Iterable[Row], key: Callable[[Row], Any]) -> dict[str, Any]
     return {g: question_rate(v, lambda r: r["correct"]) for g, v in ordered}
 
 
-def position_offset(word: str, k: int, predicted: str | None) -> str:
-    """Signed distance from k to the nearest occurrence of the predicted letter ('absent' if none)."""
-    if predicted is None:
-        return "none"
-    hits = [i + 1 for i, ch in enumerate(word) if ch == predicted]
-    if not hits:
-        return "absent"
-    off = min(hits, key=lambda i: (abs(i - k), i)) - k
-    return f"{off:+d}" if off else "0"
-
-
 def joined_rows(questions: list[Row], predictions: list[Row]) -> list[Row]:
     by_id = {q["id"]: q for q in questions}
     return [{**by_id[p["id"]], **p} for p in sorted(predictions, key=lambda p: (p["id"], p["sample"]))]
@@ -93,6 +81,7 @@ def _contamination(row: Row) -> str:
 
 
 def task_metrics(rows: list[Row], task: str, questions: list[Row]) -> dict[str, Any]:
+    spec = tasks.get(task)
     m: dict[str, Any] = {
         "replies": len(rows),
         "questions": len({r["id"] for r in rows}),
@@ -102,7 +91,7 @@ def task_metrics(rows: list[Row], task: str, questions: list[Row]) -> dict[str, 
         "spelled_out": question_rate(rows, lambda r: r["spelled"]),
         "truncated": question_rate(rows, lambda r: r.get("truncated", False)),
         "lenient_accuracy": question_rate(rows, lambda r: r["lenient_correct"]),
-        "baselines": baseline_accuracy(task, questions),
+        "baselines": baseline_accuracy(spec, questions),
         "by_word_length": _breakdown(rows, lambda r: r["word_length"]),
         "by_word_tokens": _breakdown(rows, lambda r: r["word_tokens"]),
         "by_stratum": _breakdown(rows, lambda r: r["stratum"]),
@@ -115,13 +104,8 @@ def task_metrics(rows: list[Row], task: str, questions: list[Row]) -> dict[str, 
         lengths[q["stratum"]].append(q["word_length"])
     m["word_length_by_stratum"] = {s: {"n": len(v), "mean": fmean(v), "min": min(v), "max": max(v)}
                                    for s, v in sorted(lengths.items(), key=lambda kv: natural_key(kv[0]))}
-    if task == "position":
-        m["by_k"] = _breakdown(rows, lambda r: r["k"])
-        m["error_offsets"] = dict(sorted(Counter(
-            position_offset(r["word"], r["k"], r["parsed"]) for r in rows if not r["correct"]).items()))
-    if task == "occurrence":  # external question sets: the index of a letter's first / last occurrence
-        m["by_k"] = _breakdown(rows, lambda r: r["k"])
-    if task in ("count", "length", "occurrence"):
+    m.update(spec.extra_metrics(rows, _breakdown))
+    if spec.numeric:  # integer answers: how far off, and what was answered for each true value
         answered = [r for r in rows if r["parsed"] is not None]
         m["mae"] = (sum(abs(int(r["parsed"]) - int(r["answer"])) for r in answered) / len(answered)
                     if answered else None)
@@ -135,9 +119,9 @@ def task_metrics(rows: list[Row], task: str, questions: list[Row]) -> dict[str, 
 
 def compute_metrics(questions: list[Row], predictions: list[Row]) -> dict[str, Any]:
     rows = joined_rows(questions, predictions)
-    tasks = sorted({r["task"] for r in rows}, key=TASK_ORDER.index)
+    names = tasks.ordered(r["task"] for r in rows)
     out: dict[str, Any] = {"tasks": {t: task_metrics([r for r in rows if r["task"] == t], t,
-                                                     [q for q in questions if q["task"] == t]) for t in tasks}}
+                                                     [q for q in questions if q["task"] == t]) for t in names}}
     word = lambda r: r["word"]  # noqa: E731 - one word can be asked about in both tasks: resample words
     out["overall"] = {
         "accuracy": question_rate(rows, lambda r: r["correct"], cluster=word),

@@ -23,15 +23,15 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from spelling_exp import tasks
 from spelling_exp.config import EvalConfig, ModelConfig
 from spelling_exp.errors import ConfigError
 from spelling_exp.evaluation.external import load_external_questions, source_counts, summary_line
 from spelling_exp.evaluation.metrics import compute_metrics, metrics_table
-from spelling_exp.evaluation.parsing import parse_letter, parse_number
 from spelling_exp.evaluation.questions import build_questions, validate_eval_config
 from spelling_exp.storage.cache import ArtifactCache, cache_key
 from spelling_exp.storage.io import (
@@ -44,6 +44,7 @@ from spelling_exp.storage.io import (
     sha256_file,
     sha256_text,
 )
+from spelling_exp.tasks.records import Question, Reading
 
 log = logging.getLogger(__name__)
 EVAL_FORMAT_VERSION = 2  # bump when parsing or scoring changes: invalidates cached evaluations
@@ -57,16 +58,9 @@ class EvalResult:
     cache_hit: bool
 
 
-def score(q: dict[str, Any], reply: str) -> dict[str, Any]:
-    if q["task"] == "position":
-        p = parse_letter(reply, q["word"], q["k"], q.get("asked_as_last", False))
-    elif q["task"] == "count":
-        p = parse_number(reply, q["word"], q["letter"])
-    elif q["task"] == "occurrence":  # an index (external question sets): no reading from a spelled-out word
-        p = parse_number(reply, q["word"], q["letter"])
-        p = replace(p, lenient=p.value)
-    else:
-        p = parse_number(reply, q["word"])
+def score(q: Question, reply: str) -> Reading:
+    """The reply read the way its task reads it, and scored against the question's answer."""
+    p = tasks.get(q["task"]).score(q, reply)
     return {"parsed": p.value, "lenient": p.lenient, "spelled": p.spelled, "ambiguous": p.ambiguous,
             "correct": p.value == q["answer"], "lenient_correct": p.lenient == q["answer"]}
 

@@ -1,4 +1,4 @@
-"""A deliberately simple second reading of replies, to audit spelling_exp/evaluation/parsing.py.
+"""A deliberately simple second reading of replies, to audit spelling_exp/tasks/parsing.py.
 
 Written apart from the parser and never importing it: a few lines of obviously-correct logic
 that return None whenever they are unsure. Where it and the parser disagree, one of them is
