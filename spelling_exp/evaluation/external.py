@@ -234,10 +234,10 @@ def source_counts(source: dict[str, Any]) -> dict[str, Any]:
 
 def summary_line(source: dict[str, Any]) -> str:
     s = source
-    tasks = ", ".join(f"{n} {t}" for t, n in sorted(s["by_task"].items(), key=lambda kv: tasks.names().index(kv[0])))
+    counts = ", ".join(f"{s['by_task'][t]} {t}" for t in tasks.ordered(s["by_task"]))
     overlap = (f"{s['dropped']} dropped (training words)" if s["on_overlap"] == "drop"
                else f"{s['overlapping_questions']} kept whose word is a training word "
                     f"({s['overlapping_words']} distinct)")
-    return (f"questions: {s['questions']} from {s['path']} ({s['format']}, {s['rows']} rows): {tasks}; "
+    return (f"questions: {s['questions']} from {s['path']} ({s['format']}, {s['rows']} rows): {counts}; "
             f"{s['n_skipped']} skipped (unsupported tasks); {overlap}")
 
