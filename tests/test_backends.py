@@ -10,8 +10,10 @@ import os
 import secrets
 import signal
 import socket
+import subprocess
+import sys
 import time
-from dataclasses import replace
+from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,105 @@ SMALL = ["data=small", "eval/sampling=greedy", "eval.max_new_tokens=48"]
 
 
 # ------------------------------------------------------------------ no server needed
+def test_every_backend_is_a_module_and_an_unknown_name_is_an_error():
+    from spelling_exp.config import EvalBackend
+    from spelling_exp.evaluation.backends import BACKENDS, backend_module, validate_backend_config
+
+    assert set(BACKENDS) == set(EvalBackend), "each eval.backend value needs its line in backends.BACKENDS"
+    for name in BACKENDS:
+        module = backend_module(name)
+        missing = [a for a in ("SETTINGS", "NOT_IN_IDENTITY", "identity", "check", "build") if not hasattr(module, a)]
+        assert not missing, f"{module.__name__} lacks {missing}"
+    cfg = make_config()
+    with pytest.raises(ConfigError, match=r"^eval\.backend=bogus: no such backend; choose one of hf, openai"):
+        validate_backend_config(replace(cfg.eval, backend="bogus"), cfg.model, evaluates_adapter=False)
+
+
+def test_loading_and_checking_a_backend_imports_no_ml_library():
+    """The CLI runs every backend's check before any stage: it must stay as cheap as --help."""
+    code = ("import sys\n"
+            "from helpers import make_config\n"
+            "from spelling_exp.evaluation.backends import BACKENDS, backend_module, validate_backend_config\n"
+            "for name in BACKENDS:\n"
+            "    backend_module(name)\n"
+            "cfg = make_config()\n"
+            "validate_backend_config(cfg.eval, cfg.model, evaluates_adapter=True)\n"
+            "print(sorted({'torch', 'transformers', 'peft', 'openai', 'vllm', 'xllamacpp'} & set(sys.modules)))\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[]"
+
+
+def _settings(module, eval_cfg) -> list[str]:
+    """Every setting a backend reads, as ``section.field`` (or a plain eval field such as merge_adapter)."""
+    out = []
+    for name in module.SETTINGS:
+        value = getattr(eval_cfg, name)
+        out += [f"{name}.{f.name}" for f in fields(value)] if is_dataclass(value) else [name]
+    return out
+
+
+def _with(eval_cfg, setting: str):
+    """``eval_cfg`` with ``setting`` changed to some other valid value of its type."""
+    section, _, name = setting.rpartition(".")
+    owner = getattr(eval_cfg, section) if section else eval_cfg
+    hint = next(f.type for f in fields(owner) if f.name == name)
+    value = getattr(owner, name)
+    if isinstance(value, bool):
+        other = not value
+    elif isinstance(value, int):
+        other = value + 1
+    elif isinstance(value, float):
+        other = value + 0.125
+    elif isinstance(value, str):
+        other = value + "-other"
+    elif value is None:
+        other = 3 if "int" in hint else 1.5 if "float" in hint else "/elsewhere/other" if "str" in hint else None
+    else:
+        other = None
+    assert other is not None, f"eval.{setting}: teach _with() to vary a {hint}"
+    changed = replace(owner, **{name: other})
+    return replace(eval_cfg, **{section: changed}) if section else changed
+
+
+def _key_gaps(backend) -> tuple[set[str], set[str]]:
+    """(settings neither in the cache key nor declared unable to change a reply, declared ones that
+    are keyed after all or that the backend does not have). Both are empty when all is well."""
+    from spelling_exp.evaluation.backends import backend_module
+    from spelling_exp.evaluation.recipe import eval_payload
+
+    cfg = make_config()
+    e, module = replace(cfg.eval, backend=backend), backend_module(backend)
+
+    def key(e):  # an adapter, and none: some settings (served names, merge_adapter) count for one only
+        return [eval_payload(e, cfg.model, "questions-sha", a) for a in (None, "an/adapter/dir")]
+
+    settings = _settings(module, e)
+    keyed = {s for s in settings if key(_with(e, s)) != key(e)}
+    declared = set(module.NOT_IN_IDENTITY)
+    return set(settings) - keyed - declared, (declared & keyed) | (declared - set(settings))
+
+
+def test_every_backend_setting_is_in_the_cache_key_or_declared_unable_to_change_a_reply():
+    from spelling_exp.evaluation.backends import BACKENDS
+
+    gaps = {str(b): g for b in BACKENDS if any(g := _key_gaps(b))}
+    assert not gaps, ("(left out of the key, declared wrongly in NOT_IN_IDENTITY) per backend: "
+                      f"{gaps}; add them to the module's identity() or to NOT_IN_IDENTITY with the reason")
+
+
+def test_the_cache_key_check_sees_a_setting_left_out(monkeypatch):
+    from spelling_exp.evaluation.backends import backend_module
+
+    module = backend_module("llamacpp")
+    full = module.identity
+    monkeypatch.setattr(module, "identity", lambda e: {k: v for k, v in full(e).items() if k != "batch"})
+    monkeypatch.setitem(module.NOT_IN_IDENTITY, "llamacpp.parallel", "wrongly declared")
+    monkeypatch.setitem(module.NOT_IN_IDENTITY, "llamacpp.renamed", "a setting that is gone")
+    assert _key_gaps("llamacpp") == ({"llamacpp.batch"}, {"llamacpp.parallel", "llamacpp.renamed"})
+
+
 def test_openai_settings_are_checked_before_any_work():
     from spelling_exp.evaluation.backends import validate_backend_config
 

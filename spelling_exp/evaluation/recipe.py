@@ -33,6 +33,7 @@ from spelling_exp.errors import ConfigError
 from spelling_exp.evaluation.external import load_external_questions, source_counts, summary_line
 from spelling_exp.evaluation.metrics import compute_metrics, metrics_table
 from spelling_exp.evaluation.questions import build_questions, validate_eval_config
+from spelling_exp.model.adapter import adapter_fingerprint
 from spelling_exp.storage.cache import ArtifactCache, cache_key
 from spelling_exp.storage.io import (
     atomic_write_json,
@@ -41,7 +42,6 @@ from spelling_exp.storage.io import (
     canonical_json,
     iter_jsonl,
     read_json,
-    sha256_file,
     sha256_text,
 )
 from spelling_exp.tasks.records import Question, Reading
@@ -69,13 +69,6 @@ def plan_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Question indices grouped by prompt length; depends only on the questions and batch size."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def adapter_fingerprint(adapter: str | None) -> str | None:
-    if not adapter:
-        return None
-    files = sorted(p for p in Path(adapter).glob("adapter_*") if p.is_file())
-    return sha256_text("".join(f"{p.name}:{sha256_file(p)}" for p in files))
 
 
 def eval_payload(eval_cfg: EvalConfig, model: ModelConfig, questions_sha: str, adapter: str | None,

@@ -10,6 +10,22 @@ Backends: ``hf`` (transformers generate), ``openai`` (any OpenAI-compatible serv
 exact prompt text rendered here), ``llamacpp`` (a local llama.cpp server on the GGUF, queried
 as ``openai``), ``vllm`` (vLLM's offline engine with a LoRARequest). ``close()`` releases what a
 backend started (a server, a pool); the recipe calls it on success, errors and signals.
+
+A backend is one module, named in ``BACKENDS``, that owns everything about it:
+
+- ``SETTINGS``: the ``EvalConfig`` fields it reads (its settings dataclass, e.g. ``"vllm"`` for
+  ``eval.vllm``, or a plain field such as ``"merge_adapter"``); config.py holds their defaults.
+- ``NOT_IN_IDENTITY``: ``{"vllm.field": why}`` for each of those settings that cannot change a
+  reply; every other one must enter the evaluation's cache key (tests/test_backends.py checks).
+- ``identity(eval_cfg) -> dict``: its settings that can change a reply, for the cache key.
+- ``check(eval_cfg, model, evaluates_adapter)``: what can be checked up front, before any stage,
+  with no server, no weights and no heavy import (the module imports torch & co. in functions).
+- ``build(eval_cfg, model, adapter, cache_dir, work_dir)``: the backend object.
+- ``served_model(eval_cfg, adapter)``, optional: the model name a server is asked for.
+
+So a new backend is its module, one line in ``BACKENDS``, its value in config.py's
+``EvalBackend`` and, if it has settings, their dataclass on ``EvalConfig``. Modules are imported
+only when used, so checking one backend never imports the others.
 """
 from __future__ import annotations
 
@@ -17,9 +33,11 @@ import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol
 
 from spelling_exp.config import EvalBackend, EvalConfig, ModelConfig
+from spelling_exp.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -49,97 +67,49 @@ class GenerationBackend(Protocol):
 
 
 BACKENDS: dict[EvalBackend, str] = {
-    EvalBackend.hf: "spelling_exp.evaluation.backends.hf:HFBackend",
-    EvalBackend.openai: "spelling_exp.evaluation.backends.openai_server:OpenAIBackend",
-    EvalBackend.llamacpp: "spelling_exp.evaluation.backends.llamacpp:LlamaCppBackend",
-    EvalBackend.vllm: "spelling_exp.evaluation.backends.vllm:VllmBackend",
+    EvalBackend.hf: "spelling_exp.evaluation.backends.hf",
+    EvalBackend.openai: "spelling_exp.evaluation.backends.openai_server",
+    EvalBackend.llamacpp: "spelling_exp.evaluation.backends.llamacpp",
+    EvalBackend.vllm: "spelling_exp.evaluation.backends.vllm",
 }
+
+
+def backend_module(name: str) -> ModuleType:
+    """The module of backend ``name``; an unknown name is an error, never a fallback."""
+    if name not in BACKENDS:
+        raise ConfigError(f"eval.backend={name}: no such backend; choose one of {', '.join(BACKENDS)}")
+    return importlib.import_module(BACKENDS[EvalBackend(name)])
 
 
 def backend_settings(eval_cfg: EvalConfig) -> dict[str, Any]:
     """The backend's own settings that can change a reply, for the evaluation's identity (cache key).
-
-    A server's weights cannot be fingerprinted from here: for ``openai`` the identity is its URL
-    (the served model name is the adapter's analogue and is recorded apart); the cache trusts a
-    server to serve the same weights under the same name (eval.use_cache=false otherwise).
-    llama.cpp's slot and batch sizes are included: its greedy replies were batch-invariant when
-    measured (80 of 80 identical at 16 and 32 requests per round), but no kernel promises it.
-    """
-    from importlib.metadata import PackageNotFoundError, version
-
-    def installed(dist: str) -> str | None:
-        try:
-            return version(dist)
-        except PackageNotFoundError:
-            return None
-
-    e = eval_cfg
-    if e.backend == EvalBackend.openai:
-        return {"base_url": e.openai.base_url}
-    if e.backend == EvalBackend.llamacpp:
-        s = e.llamacpp
-        return {"gguf": s.gguf, "xllamacpp": installed("xllamacpp"), "parallel": s.parallel,
-                "ctx_per_slot": s.ctx_per_slot, "batch": s.batch, "ubatch": s.ubatch}
-    if e.backend == EvalBackend.vllm:
-        return {"vllm": installed("vllm"), "max_model_len": e.vllm.max_model_len}
-    return {}
+    Empty for ``hf``, whose one setting (eval.merge_adapter) the recipe keys beside the adapter."""
+    return backend_module(eval_cfg.backend).identity(eval_cfg)
 
 
 def served_model(eval_cfg: EvalConfig, adapter: str | None) -> str | None:
-    """The model name an ``openai`` evaluation asks the server for (None for other backends)."""
-    if eval_cfg.backend != EvalBackend.openai:
-        return None
-    return eval_cfg.openai.adapter_model if adapter else eval_cfg.openai.model
+    """The model name a server backend asks its server for (None for backends that load the weights)."""
+    served = getattr(backend_module(eval_cfg.backend), "served_model", None)
+    return served(eval_cfg, adapter) if served else None
 
 
 def make_backend(eval_cfg: EvalConfig, model: ModelConfig, adapter: str | None, cache_dir: str,
                  work_dir: Path | None = None) -> Any:
     """The configured backend for ``model`` (+ ``adapter``), generating as ``eval_cfg`` says.
     ``work_dir``: where a backend may write its own files (a server log), outside any cache entry."""
-    e = eval_cfg
-    module, _, cls = BACKENDS[e.backend].partition(":")
-    common = {"sampling": e.sampling, "max_new_tokens": e.max_new_tokens, "n_samples": e.n_samples,
-              "adapter": adapter, "cache_dir": cache_dir}
-    own: dict[str, Any] = {
-        EvalBackend.hf: {"merge_adapter": e.merge_adapter},
-        EvalBackend.openai: {"settings": e.openai},
-        EvalBackend.llamacpp: {"settings": e.llamacpp, "openai": e.openai, "log_dir": work_dir},
-        EvalBackend.vllm: {"settings": e.vllm, "seed": e.seed},
-    }[e.backend]
-    return getattr(importlib.import_module(module), cls)(model, **common, **own)
+    return backend_module(eval_cfg.backend).build(eval_cfg, model, adapter, cache_dir, work_dir)
 
 
 def validate_backend_config(eval_cfg: EvalConfig, model: ModelConfig, evaluates_adapter: bool) -> None:
     """Checks that need no server, weights or heavy import: run by the CLI before any stage."""
-    import importlib.util
+    backend_module(eval_cfg.backend).check(eval_cfg, model, evaluates_adapter)
 
-    from spelling_exp.errors import ConfigError, require
 
-    e = eval_cfg
-    if e.backend == EvalBackend.openai:
-        from spelling_exp.evaluation.backends.openai_server import require_server_settings
+def installed(dist: str) -> str | None:
+    """The installed version of ``dist`` (None: not installed), for identities that depend on it."""
+    from importlib.metadata import PackageNotFoundError, version
 
-        require_server_settings(e.openai.base_url, e.openai.model, adapter=False)
-        if evaluates_adapter:
-            require_server_settings(e.openai.base_url, e.openai.adapter_model, adapter=True)
-        require(e.openai.max_concurrency >= 1, "eval.openai.max_concurrency", e.openai.max_concurrency, ">= 1")
-        require(e.openai.timeout_s > 0, "eval.openai.timeout_s", e.openai.timeout_s, "> 0")
-        require(e.openai.max_retries >= 0, "eval.openai.max_retries", e.openai.max_retries, ">= 0")
-    elif e.backend == EvalBackend.llamacpp:
-        from spelling_exp.evaluation.backends.llamacpp_server import require_xllamacpp
-
-        require_xllamacpp()
-        s = e.llamacpp
-        for key in ("parallel", "ctx_per_slot", "batch", "ubatch"):
-            require(getattr(s, key) >= 1, f"eval.llamacpp.{key}", getattr(s, key), ">= 1")
-        from spelling_exp.evaluation.backends.llamacpp import model_gguf
-
-        model_gguf(model, s)
-        if e.merge_adapter:
-            raise ConfigError("eval.merge_adapter=true: the llamacpp backend applies the adapter as a GGUF LoRA "
-                              "(never merged); set eval.merge_adapter=false")
-    elif e.backend == EvalBackend.vllm:
-        if importlib.util.find_spec("vllm") is None:
-            from spelling_exp.evaluation.backends.vllm import INSTALL
-
-            raise ConfigError(INSTALL)
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None

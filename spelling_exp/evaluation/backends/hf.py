@@ -2,11 +2,32 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from spelling_exp.config import ModelConfig, SamplingConfig
+from spelling_exp.config import EvalConfig, ModelConfig, SamplingConfig
 from spelling_exp.evaluation.backends import Reply
 from spelling_exp.evaluation.backends.prompts import ChatPrompts
+
+SETTINGS = ("merge_adapter",)
+NOT_IN_IDENTITY: dict[str, str] = {}
+
+
+def identity(eval_cfg: EvalConfig) -> dict[str, Any]:
+    # eval.merge_adapter is keyed by the recipe beside the adapter (generation.merge_adapter, for
+    # every backend, as before backends had identities); repeating it here would change every hf key.
+    return {}
+
+
+def check(eval_cfg: EvalConfig, model: ModelConfig, evaluates_adapter: bool) -> None:
+    """Nothing of its own: the weights' checks (merge_adapter with bf16 weights) are the CLI's."""
+
+
+def build(eval_cfg: EvalConfig, model: ModelConfig, adapter: str | None, cache_dir: str,
+          work_dir: Path | None = None) -> HFBackend:
+    e = eval_cfg
+    return HFBackend(model, e.sampling, e.max_new_tokens, e.n_samples, adapter=adapter, cache_dir=cache_dir,
+                     merge_adapter=e.merge_adapter)
 
 
 class HFBackend(ChatPrompts):

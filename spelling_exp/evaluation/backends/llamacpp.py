@@ -16,12 +16,59 @@ import secrets
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from spelling_exp.config import LlamaCppConfig, ModelConfig, OpenAIBackendConfig, SamplingConfig
-from spelling_exp.errors import ConfigError
+from spelling_exp.config import EvalConfig, LlamaCppConfig, ModelConfig, OpenAIBackendConfig, SamplingConfig
+from spelling_exp.errors import ConfigError, require
+from spelling_exp.evaluation.backends import installed
 from spelling_exp.evaluation.backends.llamacpp_server import ALIAS, LlamaCppServer, require_xllamacpp
 from spelling_exp.evaluation.backends.openai_server import OpenAIBackend
+from spelling_exp.model.adapter import adapter_fingerprint
 from spelling_exp.model.resources import gguf_path
+
+# eval.openai is read too: the client to its own server is an OpenAI one (timeouts, retries).
+SETTINGS = ("llamacpp", "openai")
+NOT_IN_IDENTITY = {
+    # Each dot product is summed by one thread in the same order whatever the thread count (the
+    # threads share out rows), and null (the CPUs allotted) would tie the key to the machine.
+    "llamacpp.threads": "how the rows are shared among threads, not what each sums",
+    "llamacpp.startup_timeout_s": "how long to wait for the server to start",
+    # Replaced for its own server: a loopback address, the alias, a fresh key, one slot per request.
+    "openai.base_url": "replaced by the local server's address",
+    "openai.model": "replaced by the local server's alias",
+    "openai.adapter_model": "replaced: the server applies the adapter to every request",
+    "openai.api_key_env": "replaced by the local server's own random key",
+    "openai.max_concurrency": "replaced by eval.llamacpp.parallel (keyed)",
+    "openai.timeout_s": "how long to wait for a reply, not which reply",
+    "openai.max_retries": "how often to ask again after a failure; a reply that comes is the same",
+}
+
+
+def identity(eval_cfg: EvalConfig) -> dict[str, Any]:
+    """The GGUF, the server's version and its slot and batch sizes: greedy replies were
+    batch-invariant when measured (80 of 80 identical at 16 and 32 requests per round), but no
+    kernel promises it."""
+    s = eval_cfg.llamacpp
+    return {"gguf": s.gguf, "xllamacpp": installed("xllamacpp"), "parallel": s.parallel,
+            "ctx_per_slot": s.ctx_per_slot, "batch": s.batch, "ubatch": s.ubatch}
+
+
+def check(eval_cfg: EvalConfig, model: ModelConfig, evaluates_adapter: bool) -> None:
+    require_xllamacpp()
+    s = eval_cfg.llamacpp
+    for key in ("parallel", "ctx_per_slot", "batch", "ubatch"):
+        require(getattr(s, key) >= 1, f"eval.llamacpp.{key}", getattr(s, key), ">= 1")
+    model_gguf(model, s)
+    if eval_cfg.merge_adapter:
+        raise ConfigError("eval.merge_adapter=true: the llamacpp backend applies the adapter as a GGUF LoRA "
+                          "(never merged); set eval.merge_adapter=false")
+
+
+def build(eval_cfg: EvalConfig, model: ModelConfig, adapter: str | None, cache_dir: str,
+          work_dir: Path | None = None) -> LlamaCppBackend:
+    e = eval_cfg
+    return LlamaCppBackend(model, e.sampling, e.max_new_tokens, e.n_samples, adapter=adapter, cache_dir=cache_dir,
+                           settings=e.llamacpp, openai=e.openai, log_dir=work_dir)
 
 
 def model_gguf(model: ModelConfig, settings: LlamaCppConfig) -> Path:
@@ -64,7 +111,6 @@ class LlamaCppBackend(OpenAIBackend):
         self.server: LlamaCppServer | None = None
 
     def _gguf_lora(self) -> str:
-        from spelling_exp.evaluation.recipe import adapter_fingerprint
         from spelling_exp.model.gguf_lora import peft_to_gguf_lora
         from spelling_exp.storage.cache import ArtifactCache, cache_key
 

@@ -20,15 +20,55 @@ import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
-from spelling_exp.config import ModelConfig, OpenAIBackendConfig, SamplingConfig
-from spelling_exp.errors import ConfigError, ServerError, SpellingExpError
+from spelling_exp.config import EvalConfig, ModelConfig, OpenAIBackendConfig, SamplingConfig
+from spelling_exp.errors import ConfigError, ServerError, SpellingExpError, require
 from spelling_exp.evaluation.backends import Reply
 from spelling_exp.evaluation.backends.prompts import ChatPrompts
 
 log = logging.getLogger(__name__)
 SEED_SPACE = 2**31 - 1  # servers take a 32-bit seed
+
+SETTINGS = ("openai",)
+NOT_IN_IDENTITY = {
+    "openai.api_key_env": "the key lets us in; the server, its URL and served name decide the reply",
+    # A shared server batches our requests with everybody else's: how many we keep in flight does
+    # not decide its batches, so no key could capture them (llamacpp keys its own server's slots).
+    "openai.max_concurrency": "how many requests wait at once, not how the server batches them",
+    "openai.timeout_s": "how long to wait for a reply, not which reply",
+    "openai.max_retries": "how often to ask again after a failure; a reply that comes is the same",
+}
+
+
+def identity(eval_cfg: EvalConfig) -> dict[str, Any]:
+    """A server's weights cannot be fingerprinted from here: the identity is its URL (the served
+    model name, the adapter's analogue, is keyed apart by ``served_model``). The cache trusts a
+    server to serve the same weights under the same name (eval.use_cache=false otherwise)."""
+    return {"base_url": eval_cfg.openai.base_url}
+
+
+def served_model(eval_cfg: EvalConfig, adapter: str | None) -> str | None:
+    """The name the server is asked for: the adapter's served name when an adapter is evaluated."""
+    return eval_cfg.openai.adapter_model if adapter else eval_cfg.openai.model
+
+
+def check(eval_cfg: EvalConfig, model: ModelConfig, evaluates_adapter: bool) -> None:
+    s = eval_cfg.openai
+    require_server_settings(s.base_url, s.model, adapter=False)
+    if evaluates_adapter:
+        require_server_settings(s.base_url, s.adapter_model, adapter=True)
+    require(s.max_concurrency >= 1, "eval.openai.max_concurrency", s.max_concurrency, ">= 1")
+    require(s.timeout_s > 0, "eval.openai.timeout_s", s.timeout_s, "> 0")
+    require(s.max_retries >= 0, "eval.openai.max_retries", s.max_retries, ">= 0")
+
+
+def build(eval_cfg: EvalConfig, model: ModelConfig, adapter: str | None, cache_dir: str,
+          work_dir: Path | None = None) -> OpenAIBackend:
+    e = eval_cfg
+    return OpenAIBackend(model, e.sampling, e.max_new_tokens, e.n_samples, adapter=adapter, cache_dir=cache_dir,
+                         settings=e.openai)
 
 
 def sampling_params(sampling: SamplingConfig) -> dict[str, Any]:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from spelling_exp.config import ModelConfig, SamplingConfig, VllmConfig
+from spelling_exp.config import EvalConfig, ModelConfig, SamplingConfig, VllmConfig
 from spelling_exp.errors import ConfigError
-from spelling_exp.evaluation.backends import Reply
+from spelling_exp.evaluation.backends import Reply, installed
 from spelling_exp.evaluation.backends.openai_server import request_seed
 from spelling_exp.evaluation.backends.prompts import ChatPrompts
 
@@ -25,6 +26,31 @@ INSTALL = ("eval.backend=vllm needs vLLM, which is not installed here: on a CUDA
 def require_vllm() -> None:
     if importlib.util.find_spec("vllm") is None:
         raise ConfigError(INSTALL)
+
+
+SETTINGS = ("vllm",)
+NOT_IN_IDENTITY: dict[str, str] = {}  # every setting can change a reply (see identity)
+
+
+def identity(eval_cfg: EvalConfig) -> dict[str, Any]:
+    """vLLM's version and all of eval.vllm: the memory share sets how many sequences are batched
+    together, enforce_eager swaps CUDA graphs (padded batch sizes) for eager kernels and the LoRA
+    rank pads the adapter; vLLM's kernels are not batch-invariant, so each can move a reply."""
+    s = eval_cfg.vllm
+    return {"vllm": installed("vllm"), "max_model_len": s.max_model_len,
+            "gpu_memory_utilization": s.gpu_memory_utilization, "max_lora_rank": s.max_lora_rank,
+            "enforce_eager": s.enforce_eager}
+
+
+def check(eval_cfg: EvalConfig, model: ModelConfig, evaluates_adapter: bool) -> None:
+    require_vllm()
+
+
+def build(eval_cfg: EvalConfig, model: ModelConfig, adapter: str | None, cache_dir: str,
+          work_dir: Path | None = None) -> VllmBackend:
+    e = eval_cfg
+    return VllmBackend(model, e.sampling, e.max_new_tokens, e.n_samples, adapter=adapter, cache_dir=cache_dir,
+                       settings=e.vllm, seed=e.seed)
 
 
 class VllmBackend(ChatPrompts):
@@ -42,7 +68,6 @@ class VllmBackend(ChatPrompts):
 
     def _load(self) -> Any:
         import json
-        from pathlib import Path
 
         from vllm import LLM
         from vllm.lora.request import LoRARequest
