@@ -412,6 +412,32 @@ class CompareConfig:
 
 
 @dataclass
+class PlanningConfig:
+    """What the a-priori MDE assumes (analysis/plan.py; `python -m spelling_exp.plan`): the sd of a
+    question's difference between the arms (one reply, one seed; 0/1 scores near 50% give ~0.6) and
+    the sd of an arm's accuracy across training seeds (never measured before the study: 1 point)."""
+    question_sd: float = 0.6
+    seed_sd: float = 0.01
+
+
+@dataclass
+class AnalysisConfig:
+    """The analysis plan, declared before the run (analysis/plan.py): its hash is stored in
+    comparison.json and printed in the report."""
+    # spelling_vs_placebo (the format-matched control: needs the control arm) | spelling_vs_base;
+    # null: spelling_vs_placebo when the run trains or is given a control, else spelling_vs_base.
+    primary_contrast: str | None = None
+    # Tested in this order of importance, Holm-corrected over the family at alpha.
+    primary_tasks: list[str] = field(default_factory=lambda: ["position", "count"])
+    alpha: float = 0.05
+    # The smallest effect of interest (absolute accuracy): the equivalence margin of the two
+    # one-sided tests, so "no significant difference" can become "no effect larger than this".
+    sesoi: float = 0.03
+    power: float = 0.8
+    planning: PlanningConfig = field(default_factory=PlanningConfig)
+
+
+@dataclass
 class ReportConfig:
     title: str | None = None  # null: "spelling-exp: <experiment> (<model>, LoRA r=<r>)"
     dpi: int = 110  # of the plots (PNG, embedded in report.html)
@@ -439,6 +465,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     # One stage by name (stage=data), or null to run `stages` in order.

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from spelling_exp import tasks as task_registry
-from spelling_exp.analysis.stats import holm, mde_paired, paired_diff_ci, paired_test
+from spelling_exp.analysis.pooled import adjusted_interval, mde_sign_flip, pooled_diff, tost
+from spelling_exp.analysis.stats import holm, paired_diff_ci, paired_test
 from spelling_exp.errors import ConfigError
 from spelling_exp.storage.io import atomic_write_json, iter_jsonl, read_json
 
@@ -86,8 +87,10 @@ def _paired(ids: list[str], base: dict[str, float], adapter: dict[str, float], w
     binary = all(x in (0.0, 1.0) for x in a + b)
     test = paired_test(a, b, binary=binary, clusters=clusters, seed=seed)
     discordance = sum(abs(y - x) for x, y in zip(a, b)) / len(ids)
+    t = pooled_diff([a], [b], clusters=clusters)  # the word-clustered t: equivalence and family intervals
     return {"n": len(ids), "base": sum(a) / len(a), "adapter": sum(b) / len(b), "diff": diff, "ci95": [lo, hi],
-            "test": test["test"], "p": test["p"],
+            "test": test["test"], "p": test["p"], "se": t["se"], "df": t["df"], "n_words": t["n_words"],
+            "d": [y - x for x, y in zip(a, b)], "clusters": clusters,
             "base_only_correct": sum(1 for x, y in zip(a, b) if x > y),
             "adapter_only_correct": sum(1 for x, y in zip(a, b) if y > x),
             "discordance": discordance, "analysis": analysis}
@@ -98,23 +101,32 @@ def ordered_tasks(c: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(t, c["tasks"][t]) for t in task_registry.ordered(c["tasks"])]
 
 
-def verdict(task: str, s: dict[str, Any], names: tuple[str, str] = ("base", "adapter")) -> str:
-    """One sentence per task: which of (a, b) is better and by how much, or what the run could have seen."""
+def verdict(task: str, s: dict[str, Any], names: tuple[str, str] = ("base", "adapter"), alpha: float = ALPHA) -> str:
+    """One sentence per task: which of (a, b) is better and by how much, that they are equivalent within
+    the smallest effect of interest, or that the run cannot tell (and what it could have seen)."""
     pts = 100 * s["diff"]
-    ci = f"{100 * s['ci95'][0]:+.1f} to {100 * s['ci95'][1]:+.1f} points"
+    iv = s.get("ci_family") or s["ci95"]
+    which = "family-adjusted " if "ci_family" in s else ""
+    ci = f"{which}95% CI {100 * iv[0]:+.1f} to {100 * iv[1]:+.1f} points"
     p = s.get("p_holm", s["p"])
     stat = f"{'Holm-adjusted ' if 'p_holm' in s else ''}p={p:.3g}, {s['test'].replace('_', ' ')}"
-    if p < ALPHA:
+    if p < alpha:
         better = "better" if s["diff"] > 0 else "worse"
-        return f"{task}: the {names[1]} is {better} than the {names[0]} by {pts:+.1f} points (95% CI {ci}, {stat})."
+        return f"{task}: the {names[1]} is {better} than the {names[0]} by {pts:+.1f} points ({ci}, {stat})."
+    if s.get("tost_p") is not None and s["tost_p"] == s["tost_p"] and s["tost_p"] < alpha:
+        return (f"{task}: equivalent: no effect beyond +/-{100 * s['sesoi']:g} points ({pts:+.1f} points, {ci}, "
+                f"{stat}; TOST p={s['tost_p']:.3g}).")
     mde = s.get("mde80")
-    could = f"; this n could detect about {100 * mde:.0f} points with 80% power" if mde == mde and mde else ""
-    return f"{task}: no significant difference ({pts:+.1f} points, 95% CI {ci}, {stat}{could})."
+    could = f"; this n could detect about {100 * mde:.1f} points with 80% power" if mde == mde and mde else ""
+    return (f"{task}: inconclusive: no significant difference and no equivalence ({pts:+.1f} points, {ci}, "
+            f"{stat}{could}).")
 
 
 def compare_evals(base_dir: Path, adapter_dir: Path, n_boot: int = 10000, seed: int = 0,
-                  names: tuple[str, str] = ("base", "adapter")) -> dict[str, Any]:
-    """Paired comparison of evaluation ``adapter_dir`` (b) against ``base_dir`` (a): diff = b - a."""
+                  names: tuple[str, str] = ("base", "adapter"), plan: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Paired comparison of evaluation ``adapter_dir`` (b) against ``base_dir`` (a): diff = b - a.
+    ``plan`` (analysis/plan.py): the primary tasks, alpha and the equivalence margin; without one,
+    the registry's primary tasks at alpha 0.05 and a 3-point margin."""
     for d in (base_dir, adapter_dir):
         if not (d / "metrics.json").is_file():
             raise ConfigError(f"no finished evaluation in {d} (metrics.json missing): set compare.base=<eval dir> "
@@ -127,14 +139,21 @@ def compare_evals(base_dir: Path, adapter_dir: Path, n_boot: int = 10000, seed: 
         raise ConfigError(f"{base_dir} and {adapter_dir} asked different questions; a paired comparison needs the same")
     tasks = task_registry.ordered(q["task"] for q in qa.values())
     words = {i: q["word"] for i, q in qa.items()}
+    alpha = plan["alpha"] if plan else ALPHA
+    power = plan["power"] if plan else POWER
+    sesoi = plan["sesoi"] if plan else 0.03
+    primary = [t for t in plan["primary_tasks"] if t in tasks] if plan else task_registry.primary(tasks)
     out: dict[str, Any] = {"base_dir": str(base_dir), "adapter_dir": str(adapter_dir), "tasks": {},
-                           "primary": task_registry.primary(tasks), "order": tasks, "alpha": ALPHA, "power": POWER}
+                           "primary": primary, "order": tasks, "alpha": alpha, "power": power, "sesoi": sesoi,
+                           "clustering": "word"}
+    if plan:
+        out["plan"] = plan
     readings = {field: (_per_question(base_dir / "predictions.jsonl", field),
                         _per_question(adapter_dir / "predictions.jsonl", field))
                 for field in ("correct", "lenient_correct")}
     for scope in [*tasks, "overall"]:
         ids = sorted(i for i, q in qa.items() if scope == "overall" or q["task"] == scope)
-        clusters = words if scope == "overall" else None
+        clusters = words  # questions about one word move together: every scope is clustered by word
         strict = _paired(ids, *readings["correct"], clusters, n_boot, seed,
                          "primary" if scope in out["primary"] else "exploratory")
         lenient = _paired(ids, *readings["lenient_correct"], clusters, n_boot, seed, "exploratory")
@@ -150,23 +169,31 @@ def compare_evals(base_dir: Path, adapter_dir: Path, n_boot: int = 10000, seed: 
         b = mb["tasks"][scope]["baselines"]
         entry["best_baseline"] = {"name": b["best"], "rate": b["rules"][b["best"]]["rate"] if b["best"] else None}
         out["tasks"][scope] = entry
-    primary = out["primary"]
     adjusted = holm([out["tasks"][t]["strict"]["p"] for t in primary])
-    level = ALPHA / max(1, len(primary))  # Holm's strictest step: the level the MDE is stated at
+    level = alpha / max(1, len(primary))  # Holm's strictest step: the level the MDE is stated at
     out["mde_alpha"] = level
     for t, p in zip(primary, adjusted):
         s = out["tasks"][t]["strict"]
         s["p_holm"] = p
+        # Bonferroni at the family's size: contains every effect Holm cannot reject, so never contradicts it
+        s["ci_family"] = adjusted_interval(s["diff"], s["se"], s["df"], alpha, len(primary))
+        # equivalence is concluded within the same family: each one-sided test at alpha / m
+        s["tost_p"] = min(1.0, len(primary) * tost(s["diff"], s["se"], s["df"], sesoi))
+        s["sesoi"] = sesoi
+    for e in [*out["tasks"].values(), out["overall"]]:
+        for reading in e.values():
+            if isinstance(reading, dict) and "d" in reading:
+                reading["mde80"] = mde_sign_flip(reading.pop("d"), reading.pop("clusters"),
+                                                 alpha=level if reading is e["strict"] and reading.get("analysis") ==
+                                                 "primary" else alpha, power=power)
     for t, e in out["tasks"].items():
-        s = e["strict"]
-        s["mde80"] = mde_paired(s["n"], s["discordance"], alpha=level if t in primary else ALPHA, power=POWER)
-        e["verdict"] = verdict(t, s, names)
+        e["verdict"] = verdict(t, e["strict"], names, alpha)
     out["names"] = list(names)
     return out
 
 
 def compare_with_control(base_dir: Path, adapter_dir: Path, control_dir: Path, n_boot: int = 10000,
-                         seed: int = 0) -> dict[str, Any]:
+                         seed: int = 0, plan: dict[str, Any] | None = None) -> dict[str, Any]:
     """Three models on the same questions: base, placebo adapter (shuffled spellings), spelling adapter.
 
     The spelling adapter vs the placebo is the headline: both saw the same answer format, only
@@ -174,9 +201,10 @@ def compare_with_control(base_dir: Path, adapter_dir: Path, control_dir: Path, n
     position / count rows are the primary analysis (Holm over the two); spelling vs base (the
     total effect) and placebo vs base (the format effect) become secondary.
     """
-    out = compare_evals(base_dir, adapter_dir, n_boot, seed, ("base model", "spelling adapter"))
-    spelling_vs_placebo = compare_evals(control_dir, adapter_dir, n_boot, seed, ("placebo adapter", "spelling adapter"))
-    placebo_vs_base = compare_evals(base_dir, control_dir, n_boot, seed, ("base model", "placebo adapter"))
+    out = compare_evals(base_dir, adapter_dir, n_boot, seed, ("base model", "spelling adapter"), plan)
+    spelling_vs_placebo = compare_evals(control_dir, adapter_dir, n_boot, seed, ("placebo adapter", "spelling adapter"),
+                                        plan)
+    placebo_vs_base = compare_evals(base_dir, control_dir, n_boot, seed, ("base model", "placebo adapter"), plan)
     for c in (out, placebo_vs_base):
         for e in [*c["tasks"].values(), c["overall"]]:
             if e["strict"]["analysis"] == "primary":
@@ -184,6 +212,29 @@ def compare_with_control(base_dir: Path, adapter_dir: Path, control_dir: Path, n
     out["control_dir"] = str(control_dir)
     out["control"] = {"spelling_vs_placebo": spelling_vs_placebo, "placebo_vs_base": placebo_vs_base}
     out["headline"] = "spelling_vs_placebo"
+    return out
+
+
+def compare_arms(base_dir: Path, adapter_dir: Path, control_dir: Path | None, plan: dict[str, Any],
+                 n_boot: int = 10000, seed: int = 0) -> dict[str, Any]:
+    """The comparison the plan declares: refused, naming the missing arm, when its primary contrast
+    needs the control and there is none (never a silent fall-back to spelling vs base)."""
+    if plan["primary_contrast"] == "spelling_vs_placebo":
+        if control_dir is None or not (Path(control_dir) / "metrics.json").is_file():
+            where = control_dir or "<run_dir>/eval_control"
+            raise ConfigError(f"analysis.primary_contrast=spelling_vs_placebo but the control arm's evaluation "
+                              f"{where} has no metrics.json: run train_control and eval_control (or set "
+                              "compare.control=<eval dir>), or declare analysis.primary_contrast=spelling_vs_base "
+                              "before the run")
+        return compare_with_control(base_dir, adapter_dir, control_dir, n_boot, seed, plan)
+    out = compare_evals(base_dir, adapter_dir, n_boot, seed, plan=plan)
+    if control_dir is not None and (Path(control_dir) / "metrics.json").is_file():
+        # a control that ran although the plan did not make it primary: shown, exploratory
+        extra = compare_with_control(base_dir, adapter_dir, control_dir, n_boot, seed, plan)
+        for c in extra["control"].values():
+            for e in [*c["tasks"].values(), c["overall"]]:
+                e["strict"]["analysis"] = "exploratory"
+        out["control"], out["control_dir"] = extra["control"], extra["control_dir"]
     return out
 
 
@@ -221,7 +272,16 @@ def _pct(x: float) -> str:
 
 
 def _diff(s: dict[str, Any]) -> str:
-    return f"{100 * s['diff']:+.1f} [{100 * s['ci95'][0]:+.1f}, {100 * s['ci95'][1]:+.1f}]"
+    """The difference in points with its interval: family-adjusted (marked †) for a primary row."""
+    lo, hi = s.get("ci_family") or s["ci95"]
+    return f"{100 * s['diff']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]{'†' if 'ci_family' in s else ''}"
+
+
+def _holm(s: dict[str, Any]) -> str:
+    if "p_holm" not in s:
+        return ""
+    tost_p = s.get("tost_p")
+    return f"{s['p_holm']:.3g}" + (f" (TOST {tost_p:.3g})" if tost_p == tost_p and tost_p is not None else "")
 
 
 def three_way_table(c: dict[str, Any]) -> list[str]:
@@ -229,14 +289,16 @@ def three_way_table(c: dict[str, Any]) -> list[str]:
     sp, pb = c["control"]["spelling_vs_placebo"], c["control"]["placebo_vs_base"]
     tests = sorted({e["strict"]["test"].replace("_", " ") for e in sp["tasks"].values()})
     n = max(e["strict"]["n"] for e in sp["tasks"].values())
-    lines = ["**Spelling vs placebo** (headline, primary: the effect of spelling knowledge beyond format exposure; "
-             f"{n} questions per task; {', '.join(tests)})", "",
-             "| task (strict) | base | placebo | spelling | spelling − placebo [95% CI] | p (Holm p) | "
+    role = ("headline, primary" if c.get("headline") == "spelling_vs_placebo"
+            else "exploratory: the plan's primary contrast is spelling vs base")
+    lines = [f"**Spelling vs placebo** ({role}: the effect of spelling knowledge beyond format exposure; "
+             f"{n} questions per task, clustered by word; {', '.join(tests)})", "",
+             "| task (strict) | base | placebo | spelling | spelling − placebo [95% CI] | p (Holm p, TOST p) | "
              "MDE, 80% power | spelling − base [95% CI] | placebo − base [95% CI] |",
              "|---|---|---|---|---|---|---|---|---|"]
     for task, e in ordered_tasks(sp):
         s, t, f = e["strict"], c["tasks"][task]["strict"], pb["tasks"][task]["strict"]
-        holm_p = f" ({s['p_holm']:.3g})" if "p_holm" in s else ""
+        holm_p = f" ({_holm(s)})" if "p_holm" in s else ""
         mde = f"{100 * s['mde80']:.1f}" if s.get("mde80") == s.get("mde80") and s.get("mde80") else "n/a"
         lines.append(f"| {task} | {_pct(t['base'])} | {_pct(s['base'])} | {_pct(s['adapter'])} | {_diff(s)} | "
                      f"{s['p']:.3g}{holm_p} | {mde} | {_diff(t)} | {_diff(f)} |")
@@ -250,14 +312,18 @@ def comparison_table(c: dict[str, Any]) -> str:
     """The answer (primary rows first; spelling vs placebo when the control arm ran), then the
     exploratory readings, as Markdown."""
     lines = three_way_table(c) if "control" in c else []
-    lines += ["| task | analysis | questions | base | adapter | diff, points [95% CI] | p (test) | Holm p | "
+    if c.get("plan"):
+        from spelling_exp.analysis.plan import describe
+
+        lines = [f"- {describe(c['plan'])}", ""] + lines
+    lines += ["| task | analysis | questions | base | adapter | diff, points [95% CI] | p (test) | Holm p (TOST p) | "
              "MDE at 80% power | best trivial baseline |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for task, e in ordered_tasks(c):
         s = e["strict"]
         bb = e.get("best_baseline") or {}
         base_line = f"{_pct(bb['rate'])} ({bb['name']})" if bb.get("name") else ""
-        holm_p = f"{s['p_holm']:.3g}" if "p_holm" in s else ""
+        holm_p = _holm(s)
         mde = f"{100 * s['mde80']:.1f} points" if s.get("mde80") == s.get("mde80") and s.get("mde80") else "n/a"
         lines.append(f"| {task} (strict) | {s['analysis']} | {s['n']} | {_pct(s['base'])} | {_pct(s['adapter'])} | "
                      f"{_diff(s)} | {s['p']:.3g} ({s['test'].replace('_', ' ')}) | {holm_p} | {mde} | {base_line} |")
@@ -269,7 +335,9 @@ def comparison_table(c: dict[str, Any]) -> str:
     which = "of the spelling adapter vs the placebo " if "control" in c else ""
     lines.append(f"- Primary analysis: strict accuracy {which}on {' and '.join(c.get('primary', []))}, co-primary, "
                  f"Holm-corrected at alpha {c.get('alpha', ALPHA)}; MDE (minimum detectable effect) stated at alpha "
-                 f"{c.get('mde_alpha', ALPHA):.3g}; the 95% CIs are per comparison, not adjusted for multiplicity. "
+                 f"{c.get('mde_alpha', ALPHA):.3g}; † marks a family-adjusted (Bonferroni) 95% CI, which never "
+                 "contradicts the Holm verdict; TOST p: equivalence within ±"
+                 f"{100 * c.get('sesoi', 0.03):g} points. Questions are clustered by word in every test and interval. "
                  "Everything else is exploratory.")
     lines += ["", "**Exploratory**: answer format, the lenient reading and the clean hold-out words (base → adapter)",
               "", "| task | lenient accuracy | lenient diff [95% CI] | clean words: n, strict accuracy, diff "

@@ -29,6 +29,7 @@ importing it stays cheap.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Hashable, Sequence
 from statistics import NormalDist
@@ -253,6 +254,7 @@ def design_se(n_questions: int, n_seeds: int, question_sd: float, seed_sd: float
     return math.sqrt(var), (var * var / denom if denom > 0 else math.inf)
 
 
+@functools.lru_cache(maxsize=16)
 def _t_crit_table(alpha: float) -> tuple[Any, Any]:
     """Two-sided critical values of t on a grid of 1/df (interpolated per simulated study)."""
     import numpy as np

@@ -5,53 +5,77 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from spelling_exp.analysis.compare import compare_evals, compare_with_control, comparison_table, write_comparison
+from spelling_exp.analysis.compare import compare_arms, comparison_table, write_comparison
+from spelling_exp.analysis.plan import resolve_plan
+from spelling_exp.config import Config, Stage, selected_stages
 from spelling_exp.errors import ConfigError
 from spelling_exp.stages.context import RunContext
 from spelling_exp.storage.io import atomic_write_text
+from spelling_exp.storage.layout import RunLayout, SweepLayout, control_expected, eval_finished
 
 
 def control_eval_dir(ctx: RunContext) -> Path | None:
     """The placebo adapter's evaluation: compare.control, else this run's eval_control if it finished."""
-    if ctx.cfg.compare.control:
-        return Path(ctx.cfg.compare.control)
-    d = ctx.run_dir / "eval_control"
-    return d if (d / "metrics.json").is_file() else None
+    return RunLayout(ctx.run_dir).control_eval(ctx.cfg.compare.control)
+
+
+def check(config: Config, run_dir: Path) -> None:
+    """The evaluations to compare are finished, or run earlier in the same job: compare.base /
+    compare.adapter / compare.control as given, else this run's eval_base and eval_adapter. With
+    sweep_dir: that dir exists (the cross-run report reads whatever jobs it holds)."""
+    if config.sweep_dir:
+        if not Path(config.sweep_dir).is_dir():
+            raise ConfigError(f"sweep_dir={config.sweep_dir}: no such directory; set it to a sweep dir "
+                              "(multirun/<experiment>/<id>)")
+        return
+    c, stages, layout = config.compare, set(selected_stages(config)), RunLayout(run_dir)
+    for key, path, stage in (("compare.base", c.base, Stage.eval_base), ("compare.adapter", c.adapter,
+                                                                      Stage.eval_adapter)):
+        if path and not eval_finished(path):
+            raise ConfigError(f"{key}={path}: no finished evaluation there (metrics.json missing)")
+        if not path and stage not in stages and not eval_finished(layout.stage_dir(stage)):
+            raise ConfigError(f"stage=compare: no {stage} evaluation in {run_dir}; set {key}=<eval dir> "
+                              f"(and the other of compare.base / compare.adapter), or run {stage} first")
+    if c.control and not eval_finished(c.control):
+        raise ConfigError(f"compare.control={c.control}: no finished evaluation there (metrics.json missing)")
+
+
+def analysis_plan(ctx: RunContext) -> dict[str, Any]:
+    """The declared plan: a control is expected when this run trains one or names one."""
+    cfg = ctx.cfg
+    has_control = control_expected(cfg.stages, cfg.compare.control)
+    return resolve_plan(cfg.analysis, has_control)
 
 
 def run_compare_stage(ctx: RunContext) -> dict[str, Any]:
     if ctx.cfg.sweep_dir:  # cross-run comparison of a whole sweep
         from spelling_exp.analysis.sweep_report import write_sweep_report
 
-        sweep = Path(ctx.cfg.sweep_dir)
-        if not sweep.is_dir():
-            raise ConfigError(f"sweep_dir {sweep} does not exist")
-        out = write_sweep_report(sweep)
-        print((out / "comparison.md").read_text())
-        return {"sweep_report": str(out / "comparison.html")}
-    run_dir, c = ctx.run_dir, ctx.cfg.compare
-    base = Path(c.base) if c.base else run_dir / "eval_base"
-    adapter = Path(c.adapter) if c.adapter else run_dir / "eval_adapter"
-    control = control_eval_dir(ctx)
-    if control:
-        result = compare_with_control(base, adapter, control, n_boot=c.n_bootstrap, seed=c.seed)
-    else:
-        result = compare_evals(base, adapter, n_boot=c.n_bootstrap, seed=c.seed)
-    out = run_dir / "compare"
+        out = SweepLayout(write_sweep_report(Path(ctx.cfg.sweep_dir)))  # check() saw the dir exists
+        print(out.comparison_md.read_text())
+        return {"sweep_report": str(out.comparison_html)}
+    c, layout = ctx.cfg.compare, RunLayout(ctx.run_dir)
+    base, adapter = layout.base_eval(c.base), layout.adapter_eval(c.adapter)
+    plan = analysis_plan(ctx)
+    control = Path(c.control) if c.control else layout.eval_control
+    result = compare_arms(base, adapter, control, plan, n_boot=c.n_bootstrap, seed=c.seed)
+    control = "control" in result
+    out = layout.compare
     write_comparison(result, out)
     table = comparison_table(result)
     heading = "## Base vs placebo vs spelling adapter (paired)" if control else "## Base vs adapter (paired)"
-    atomic_write_text(out / "comparison.md", f"{heading}\n\n" + table)
+    atomic_write_text(layout.comparison_md, f"{heading}\n\n" + table)
     print(table)
     flat = {}
     for task, e in result["tasks"].items():
         for k in ("base", "adapter", "diff", "p", "p_holm", "mde80"):
-            flat[f"compare/{task}/{k}"] = e["strict"][k]
+            flat[f"compare/{task}/{k}"] = e["strict"].get(k)
         flat[f"compare/{task}/lenient_diff"] = e["lenient"]["diff"]
         if control:
             sp = result["control"]["spelling_vs_placebo"]["tasks"][task]["strict"]
             for k in ("base", "diff", "p", "p_holm", "mde80"):
-                flat[f"compare/spelling_vs_placebo/{task}/{'placebo' if k == 'base' else k}"] = sp[k]
+                flat[f"compare/spelling_vs_placebo/{task}/{'placebo' if k == 'base' else k}"] = sp.get(k)
+    flat["compare/plan_hash"] = plan["hash"]
     ctx.tracker.log(flat)
     ctx.tracker.summary(flat)
     return result
