@@ -164,8 +164,8 @@ def test_loss_refuses_a_batch_without_attention_mask(tiny_qwen3, qwen_tokenizer,
 
 # ------------------------------------------------------------------------------ import order
 def test_detects_what_was_imported_before_unsloth():
+    from spelling_exp.training.isolation import needs_fresh_process
     from spelling_exp.training.model import imported_before_unsloth
-    from spelling_exp.training.recipe import needs_fresh_process
 
     def mods(*names):
         return OrderedDict((n, object()) for n in names)
@@ -191,15 +191,16 @@ def test_unsloth_backend_trains_in_a_fresh_process_after_transformers(monkeypatc
     from spelling_exp.training import model, recipe
 
     calls = []
+    job = recipe.TrainJob(None, LoraConfig(), TrainConfig(), tmp_path, tmp_path, "c")
     monkeypatch.setattr(model, "choose_backend", lambda requested, lora=None: "unsloth")
     monkeypatch.setattr(recipe, "train_adapter_in_fresh_process", lambda *a: calls.append(a) or {"steps": 1})
     monkeypatch.setattr(recipe, "setup", lambda *a, **k: pytest.fail("unsloth must not train in this process"))
-    assert recipe.train_adapter(None, LoraConfig(), TrainConfig(), tmp_path, tmp_path, "c") == {"steps": 1}
-    assert calls[0][-1] == "unsloth"
+    assert recipe.train_adapter(job) == {"steps": 1}
+    assert calls[0][:3] == (recipe.train_in_this_process, job, "unsloth")
     monkeypatch.setattr(model, "choose_backend", lambda requested, lora=None: "peft")
     monkeypatch.setattr(recipe, "setup", lambda *a, **k: calls.append("in-process") or pytest.skip())
     with pytest.raises(pytest.skip.Exception):
-        recipe.train_adapter(None, LoraConfig(), TrainConfig(), tmp_path, tmp_path, "c")
+        recipe.train_adapter(job)
     assert calls[-1] == "in-process"
 
 
@@ -215,10 +216,11 @@ def test_import_unsloth_first_refuses_late_import_in_one_line():
 
 
 def test_child_imports_unsloth_first_with_padding_free_off(tmp_path, monkeypatch):
-    """A fresh interpreter: the recipe module imports nothing of transformers / trl / peft, and
-    import_unsloth_first sets the variable before importing (the stand-in) unsloth."""
+    """A fresh interpreter: the recipe and isolation modules (all the child imports before unsloth)
+    import nothing of transformers / trl / peft, and import_unsloth_first sets the variable before
+    importing (the stand-in) unsloth."""
     record = fake_unsloth(tmp_path, monkeypatch)
-    r = subprocess.run([sys.executable, "-c", "from spelling_exp.training import recipe, model; "
+    r = subprocess.run([sys.executable, "-c", "from spelling_exp.training import isolation, recipe, model; "
                         "model.import_unsloth_first()"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert json.loads(record.read_text()) == {"env": "1", "already_imported": []}
@@ -230,13 +232,15 @@ def test_fresh_process_trains_and_replays_the_log(tiny_qwen3, spelling_data, qwe
     """The whole fresh-process round trip for real (tiny Qwen3, 2 steps, CPU): the child imports the
     stand-in unsloth before anything else, trains, saves the adapter; the parent gets the same
     train_info and replays the training log to on_log."""
-    from spelling_exp.training.recipe import train_adapter_in_fresh_process
+    from spelling_exp.training.isolation import train_adapter_in_fresh_process
+    from spelling_exp.training.recipe import TrainJob, train_in_this_process
 
     record = fake_unsloth(tmp_path, monkeypatch)
     c = tiny_config(tiny_qwen3)
     logged = []
-    info = train_adapter_in_fresh_process(c.model, c.lora, c.train, spelling_data, tmp_path / "train",
-                                          str(cache_dir), lambda rec, step: logged.append((step, rec)), "unsloth")
+    job = TrainJob(c.model, c.lora, c.train, spelling_data, tmp_path / "train", str(cache_dir))
+    info = train_adapter_in_fresh_process(train_in_this_process, job, "unsloth",
+                                          lambda rec, step: logged.append((step, rec)))
     assert json.loads(record.read_text()) == {"env": "1", "already_imported": []}
     assert info["steps"] == 2 and info["backend"] == "peft"  # the stand-in cannot train: TrainConfig says peft
     assert info == json.loads((tmp_path / "train" / "adapter" / "train_info.json").read_text())
@@ -246,12 +250,13 @@ def test_fresh_process_trains_and_replays_the_log(tiny_qwen3, spelling_data, qwe
 
 @pytest.mark.slow  # a subprocess or a GGUF tokenizer rebuild: 3-8 s
 def test_fresh_process_user_error_comes_back_as_one_line(tiny_qwen3, spelling_data, cache_dir, tmp_path):
-    from spelling_exp.training.recipe import train_adapter_in_fresh_process
+    from spelling_exp.training.isolation import train_adapter_in_fresh_process
+    from spelling_exp.training.recipe import TrainJob, train_in_this_process
 
     c = tiny_config(tiny_qwen3, f"train.resume={tmp_path / 'nope'}")
+    job = TrainJob(c.model, c.lora, c.train, spelling_data, tmp_path / "train", str(cache_dir))
     with pytest.raises(ConfigError, match="not a valid training checkpoint"):
-        train_adapter_in_fresh_process(c.model, c.lora, c.train, spelling_data, tmp_path / "train", str(cache_dir),
-                                       None, "peft")
+        train_adapter_in_fresh_process(train_in_this_process, job, "peft")
 
 
 @pytest.mark.slow  # a child process that trains for real: ~20 s on 2 busy cores
@@ -259,10 +264,12 @@ def test_fresh_process_forwards_preemption_and_reports_interrupted(tiny_qwen3, s
                                                                    cache_dir, tmp_path):
     """SIGTERM to the parent while the child trains: the child checkpoints and stops, the parent
     raises TrainingInterrupted (exit 3 in the CLI), as in-process training does."""
-    from spelling_exp.training.recipe import train_adapter_in_fresh_process
+    from spelling_exp.training.isolation import train_adapter_in_fresh_process
+    from spelling_exp.training.recipe import TrainJob, train_in_this_process
 
     c = tiny_config(tiny_qwen3, "train.max_steps=400", "train.save_steps=2", "train.save_total_limit=1")
     out = tmp_path / "train"
+    job = TrainJob(c.model, c.lora, c.train, spelling_data, out, str(cache_dir))
 
     def preempt():
         deadline = time.monotonic() + 120
@@ -275,8 +282,7 @@ def test_fresh_process_forwards_preemption_and_reports_interrupted(tiny_qwen3, s
     threading.Thread(target=preempt, daemon=True).start()
     try:
         with pytest.raises(TrainingInterrupted, match=f"interrupted by signal {int(signal.SIGTERM)} at step"):
-            train_adapter_in_fresh_process(c.model, c.lora, c.train, spelling_data, out, str(cache_dir), None,
-                                           "peft")
+            train_adapter_in_fresh_process(train_in_this_process, job, "peft")
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert handed_on == [signal.SIGTERM]

@@ -8,7 +8,7 @@ from typing import Any
 from spelling_exp.config import Spellings
 from spelling_exp.stages.context import RunContext
 from spelling_exp.tracking import Tracker
-from spelling_exp.training.recipe import TrainResult, train
+from spelling_exp.training.recipe import TrainJob, TrainResult, train
 
 
 def log_train_record(tracker: Tracker, record: dict[str, Any], step: int, prefix: str = "train") -> None:
@@ -20,8 +20,8 @@ def log_train_record(tracker: Tracker, record: dict[str, Any], step: int, prefix
 def _train(ctx: RunContext, name: str, spellings: Spellings | None) -> TrainResult:
     c = ctx.cfg
     data = ctx.prepare_data(spellings)
-    result = train(c.model, c.lora, c.train, data.dir, data.key, ctx.run_dir / name, c.paths.cache_dir,
-                   on_log=lambda record, step: log_train_record(ctx.tracker, record, step, name))
+    job = TrainJob(c.model, c.lora, c.train, data.dir, ctx.run_dir / name, c.paths.cache_dir)
+    result = train(job, data.key, on_log=lambda record, step: log_train_record(ctx.tracker, record, step, name))
     if result.cache_hit:  # the curve belongs to this run too
         for record in result.log_history():
             log_train_record(ctx.tracker, record, record.get("step", 0), name)

@@ -8,7 +8,7 @@ Unsloth's pitfalls, each handled here or in the recipe (facts from unsloth 2026.
 
 - **Import order.** Unsloth patches transformers, TRL and PEFT when it is imported and warns that
   its patches are incomplete when any of them came first. ``import_unsloth_first`` refuses to
-  import it late; the recipe runs unsloth training in a fresh process (``recipe.py``), which also
+  import it late; the recipe runs unsloth training in a fresh process (``isolation.py``), which also
   keeps unsloth's global patches out of the evaluation stages of the calling process.
 - **Padding-free batching.** Its SFT trainer turns padding-free batching on by itself when
   ``padding_free`` is unset (``None``), unless ``UNSLOTH_DISABLE_AUTO_PADDING_FREE`` is set when

@@ -5,17 +5,10 @@ bucketed dataset, TRL trainer, the checkpoint to resume) -> ``run`` (train; SIGT
 SIGUSR2 save a checkpoint and stop) -> ``save_adapter`` (atomically, with the training log and
 info). ``train`` wraps the three in the cache, keyed by everything that determines the adapter
 (data files, model identity, LoRA and train settings), so a rerun or a sweep job with the same
-settings reuses it.
+settings reuses it. What to train, from which data and where is one ``TrainJob`` (``job.py``).
 
-Unsloth trains in a fresh process. It must be imported before transformers / trl / peft, and by
-the time the train stage runs, the data or evaluation stages (even the tokenizer) have imported
-them in this process. So with the unsloth backend, ``train_adapter`` runs setup -> run ->
-save_adapter in a child Python process that imports unsloth first (``train_adapter_in_fresh_process``),
-unless this process imported unsloth first itself. The child also keeps unsloth's global patches
-of transformers out of the evaluation stages that follow in this process. The parent holds the
-cache lock, forwards preemption signals to the child (which checkpoints and stops, exit 3), turns
-the child's outcome back into the same result or error, and replays the child's training log to
-``on_log`` (the tracker's curve) when it ends.
+With the unsloth backend, ``train_adapter`` runs the three in a fresh process (``isolation.py``
+says why); it returns the same result and raises the same errors as training in this process.
 """
 from __future__ import annotations
 
@@ -23,28 +16,24 @@ import json
 import logging
 import math
 import os
-import pickle
 import shutil
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from spelling_exp.config import LoraConfig, ModelConfig, TrainBackend, TrainConfig
-from spelling_exp.errors import ConfigError, SpellingExpError, TrainingInterrupted, raise_interrupted, require
+from spelling_exp.config import LoraConfig, TrainBackend, TrainConfig
+from spelling_exp.errors import require
 from spelling_exp.storage.cache import ArtifactCache, cache_key
 from spelling_exp.storage.io import atomic_write_json, read_json
 from spelling_exp.training.checkpoints import checkpoint_step, resolve_resume
+from spelling_exp.training.isolation import needs_fresh_process, train_adapter_in_fresh_process
+from spelling_exp.training.job import LogFn, TrainJob
 
 log = logging.getLogger(__name__)
 TRAIN_FORMAT_VERSION = 2  # 2: model identity and batching settings in the key
 # Settings that change how training is run or logged, not what it produces.
 NON_RESULT_KEYS = ("resume", "save_steps", "log_steps", "eval_steps", "save_total_limit", "use_cache")
-LogFn = Callable[[dict[str, Any], int], None]
 
 
 @dataclass
@@ -71,10 +60,11 @@ class TrainingSetup:
     preemption: Any  # the callback whose flag the signal handler sets
 
 
-def train_payload(model: ModelConfig, lora: LoraConfig, train: TrainConfig, data_key: str) -> dict[str, Any]:
-    return {"format": TRAIN_FORMAT_VERSION, "data": data_key, "model": model.identity(),
-            "lora": {k: v for k, v in asdict(lora).items() if k != "name"},
-            "train": {k: v for k, v in asdict(train).items() if k not in NON_RESULT_KEYS}}
+def train_payload(job: TrainJob, data_key: str) -> dict[str, Any]:
+    """What the train cache keys: the data's key and the settings, never the job's paths."""
+    return {"format": TRAIN_FORMAT_VERSION, "data": data_key, "model": job.model.identity(),
+            "lora": {k: v for k, v in asdict(job.lora).items() if k != "name"},
+            "train": {k: v for k, v in asdict(job.train).items() if k not in NON_RESULT_KEYS}}
 
 
 def validate_train_config(train: TrainConfig, lora: LoraConfig) -> None:
@@ -122,17 +112,17 @@ def training_arguments(t: TrainConfig, out: Path, steps: int, precision: str, de
         eval_strategy="steps" if evaluate else "no", eval_steps=t.eval_steps or None)
 
 
-def setup(model_cfg: ModelConfig, lora: LoraConfig, t: TrainConfig, data_dir: Path, out: Path, cache_dir: str,
-          on_log: LogFn | None = None) -> TrainingSetup:
+def setup(job: TrainJob, on_log: LogFn | None = None) -> TrainingSetup:
     from spelling_exp.model.loading import resolve_device
     from spelling_exp.training.model import choose_backend, load_trainable_model, resolve_precision
 
+    model_cfg, lora, t, out = job.model, job.lora, job.train, job.out
     resume = resolve_resume(t.resume, out / "checkpoints")
     backend = choose_backend(t.backend, lora)
     device = resolve_device(model_cfg.device)
     precision = resolve_precision(t.precision, device)
     # the model first: with the unsloth backend, loading it imports unsloth before trl and transformers
-    model, tok = load_trainable_model(model_cfg, lora, backend, cache_dir, t.max_length, t.seed,
+    model, tok = load_trainable_model(model_cfg, lora, backend, job.cache_dir, t.max_length, t.seed,
                                       t.gradient_checkpointing)
     from spelling_exp.training.dataset import build_train_dataset, build_val_dataset
     from spelling_exp.training.trainer import (
@@ -142,8 +132,8 @@ def setup(model_cfg: ModelConfig, lora: LoraConfig, t: TrainConfig, data_dir: Pa
         preemption_callback,
     )
 
-    dataset, batching = build_train_dataset(data_dir / "examples_train.jsonl", tok, model_cfg, t)
-    val_dataset = (build_val_dataset(data_dir / "examples_val.jsonl", tok, model_cfg, t.max_length)
+    dataset, batching = build_train_dataset(job.data_dir / "examples_train.jsonl", tok, model_cfg, t)
+    val_dataset = (build_val_dataset(job.data_dir / "examples_val.jsonl", tok, model_cfg, t.max_length)
                    if t.eval_steps > 0 else None)
     steps = math.ceil(batching["batches"] / t.grad_accum)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -165,7 +155,7 @@ def setup(model_cfg: ModelConfig, lora: LoraConfig, t: TrainConfig, data_dir: Pa
 # -------------------------------------------------------------------------------------- run
 def run(s: TrainingSetup, out: Path) -> None:
     """Train to the end, or checkpoint and raise TrainingInterrupted on a preemption signal."""
-    from spelling_exp.training.trainer import preemption_signals
+    from spelling_exp.training.trainer import interrupted, preemption_signals
 
     if s.resume is not None:
         log.info("resuming from %s (step %d)", s.resume, s.resumed_step)
@@ -178,17 +168,6 @@ def run(s: TrainingSetup, out: Path) -> None:
     signum = s.preemption.signal_received
     if signum is not None:
         raise interrupted(signum, s.trainer.state.global_step, previous_handlers.get(signum), out)
-
-
-def interrupted(signum: int, step: int, previous: Any, out: Path) -> TrainingInterrupted:
-    """After the checkpoint is saved: hand the signal on, and the error that reports it."""
-    if callable(previous) and previous is not raise_interrupted:
-        # e.g. submitit's handler on Slurm: now that the checkpoint is saved, let it requeue the job;
-        # the requeued job reruns the same config in the same dir and resumes from the checkpoint.
-        log.warning("checkpoint saved at step %d; handing the signal to the launcher", step)
-        previous(signum, None)
-    return TrainingInterrupted(f"training interrupted by signal {signum} at step {step}; checkpoint saved in "
-                               f"{out / 'checkpoints'}; rerun the same command to resume")
 
 
 # ---------------------------------------------------------------------------------- cleanup
@@ -212,149 +191,36 @@ def save_adapter(s: TrainingSetup, out: Path, seconds: float) -> dict[str, Any]:
     return info
 
 
-def train_adapter(model_cfg: ModelConfig, lora: LoraConfig, t: TrainConfig, data_dir: Path, out: Path,
-                  cache_dir: str, on_log: LogFn | None = None) -> dict[str, Any]:
-    """setup -> run -> save_adapter, without the cache; in a fresh process for unsloth (module docstring)."""
+def train_adapter(job: TrainJob, on_log: LogFn | None = None) -> dict[str, Any]:
+    """setup -> run -> save_adapter, without the cache; in a fresh process for unsloth (``isolation.py``)."""
     from spelling_exp.training.model import choose_backend
 
-    backend = choose_backend(t.backend, lora)
+    backend = choose_backend(job.train.backend, job.lora)
     if needs_fresh_process(backend):
-        return train_adapter_in_fresh_process(model_cfg, lora, t, data_dir, out, cache_dir, on_log, backend)
-    s = setup(model_cfg, lora, t, data_dir, out, cache_dir, on_log)
+        return train_adapter_in_fresh_process(train_in_this_process, job, backend, on_log)
+    return train_in_this_process(job, on_log)
+
+
+def train_in_this_process(job: TrainJob, on_log: LogFn | None = None) -> dict[str, Any]:
+    """setup -> run -> save_adapter here, returning the train_info; also what the fresh process runs."""
+    s = setup(job, on_log)
     t0 = time.perf_counter()
-    run(s, out)
-    return save_adapter(s, out, time.perf_counter() - t0)
+    run(s, job.out)
+    return save_adapter(s, job.out, time.perf_counter() - t0)
 
 
-# ---------------------------------------------------------------------------- fresh process
-def needs_fresh_process(backend: str, modules: Any = None) -> bool:
-    """Unsloth trains in a fresh process unless this process imported unsloth before transformers,
-    trl and peft (it is that process, or a script that imported unsloth first on purpose)."""
-    if backend != "unsloth":
-        return False
-    from spelling_exp.training.model import imported_before_unsloth
-
-    modules = sys.modules if modules is None else modules
-    return "unsloth" not in modules or bool(imported_before_unsloth(modules))
-
-
-# The child imports only this module (no transformers) before fresh_process_main imports unsloth.
-CHILD_CODE = "import sys; from spelling_exp.training.recipe import fresh_process_main; sys.exit(fresh_process_main())"
-
-
-def train_adapter_in_fresh_process(model_cfg: ModelConfig, lora: LoraConfig, t: TrainConfig, data_dir: Path,
-                                   out: Path, cache_dir: str, on_log: LogFn | None, backend: str) -> dict[str, Any]:
-    """``train_adapter`` in a child Python process: same result, errors and signals as in-process."""
-    from spelling_exp.training.model import PATCHED_BY_UNSLOTH
-    from spelling_exp.training.trainer import PREEMPTION_SIGNALS
-
-    out.mkdir(parents=True, exist_ok=True)
-    request, result = out / f".child.{os.getpid()}.request.pkl", out / f".child.{os.getpid()}.result.json"
-    result.unlink(missing_ok=True)
-    threads = None
-    if "torch" in sys.modules:
-        threads = sys.modules["torch"].get_num_threads()
-    log_files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
-    request.write_bytes(pickle.dumps({"args": (model_cfg, lora, t, data_dir, out, cache_dir), "backend": backend,
-                                      "result": result, "threads": threads, "log_files": log_files}))
-    log.info("train.backend=%s: training in a fresh process (unsloth must be imported before %s)", backend,
-             ", ".join(PATCHED_BY_UNSLOTH))
-    received: list[int] = []
-    child: list[subprocess.Popen] = []
-
-    def forward(signum, frame):  # a signal before the child exists is sent once it does
-        received.append(signum)
-        log.warning("received signal %d: the training process checkpoints after this step, then stops", signum)
-        for proc in child:
-            proc.send_signal(signum)
-
-    previous = {s: signal.signal(s, forward) for s in PREEMPTION_SIGNALS}
-    try:
-        child.append(subprocess.Popen([sys.executable, "-c", CHILD_CODE, str(request)]))
-        proc = child[0]
-        for signum in received:
-            proc.send_signal(signum)
-        try:
-            code = proc.wait()
-        except BaseException:  # Ctrl-C reached the child too: let it stop, then stop it
-            try:
-                proc.wait(timeout=30)
-            except BaseException:
-                proc.kill()
-                proc.wait()
-            raise
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-        request.unlink(missing_ok=True)
-    outcome = read_json(result) if result.is_file() else {"status": "crashed"}
-    result.unlink(missing_ok=True)
-    status = outcome["status"]
-    if status == "ok":
-        if on_log:
-            for record in json.loads((out / "adapter" / "training_log.json").read_text()):
-                on_log(record, record.get("step", 0))
-        return outcome["info"]
-    if status == "interrupted":
-        signum = received[0] if received else outcome["signal"]
-        raise interrupted(signum, outcome["step"], previous.get(signum), out)
-    if status == "user_error":
-        raise ConfigError(outcome["message"])
-    raise RuntimeError(f"the training process failed (exit {code}): {outcome.get('message', 'no result written')}; "
-                       "its traceback is above")
-
-
-def fresh_process_main(request_path: str | None = None) -> int:
-    """The child's entry point: import unsloth first (for that backend), then setup -> run -> save_adapter.
-    Writes its outcome as JSON for the parent; 0 done, 2 a user error, 3 interrupted, 1 a bug."""
-    req = pickle.loads(Path(request_path or sys.argv[1]).read_bytes())
-    if req["backend"] == "unsloth":
-        from spelling_exp.training.model import import_unsloth_first, mark_dropout_warned
-
-        import_unsloth_first()  # before anything imports transformers, trl or peft
-        mark_dropout_warned()  # the parent already warned
-    fmt = logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    for handler in [logging.StreamHandler()] + [logging.FileHandler(f) for f in req["log_files"]]:
-        handler.setFormatter(fmt)  # the console, and the parent's job log (Hydra's <job>.log)
-        root.addHandler(handler)
-    if req["threads"]:
-        import torch
-
-        torch.set_num_threads(req["threads"])
-    model_cfg, lora, t, data_dir, out, cache_dir = req["args"]
-    s = None
-    try:
-        s = setup(model_cfg, lora, t, data_dir, out, cache_dir)
-        t0 = time.perf_counter()
-        run(s, out)
-        outcome, code = {"status": "ok", "info": save_adapter(s, out, time.perf_counter() - t0)}, 0
-    except TrainingInterrupted as e:
-        outcome = {"status": "interrupted", "message": str(e), "signal": s and s.preemption.signal_received,
-                   "step": s and s.trainer.state.global_step}
-        code = e.exit_code
-    except SpellingExpError as e:
-        outcome, code = {"status": "user_error", "message": str(e)}, 2
-    except Exception as e:
-        log.exception("training failed")
-        outcome, code = {"status": "error", "message": f"{type(e).__name__}: {e}"}, 1
-    atomic_write_json(req["result"], outcome)
-    return code
-
-
-def train(model_cfg: ModelConfig, lora: LoraConfig, t: TrainConfig, data_dir: Path, data_key: str, out: Path,
-          cache_dir: str, on_log: LogFn | None = None) -> TrainResult:
-    """The adapter for these settings in ``<out>/adapter``: from the cache, or trained (and cached)."""
-    if not t.use_cache:
-        return TrainResult(out / "adapter", train_adapter(model_cfg, lora, t, data_dir, out, cache_dir, on_log),
-                           False)
-    payload = train_payload(model_cfg, lora, t, data_key)
+def train(job: TrainJob, data_key: str, on_log: LogFn | None = None) -> TrainResult:
+    """The adapter for ``job`` in ``<job.out>/adapter``: from the cache, or trained (and cached).
+    ``data_key`` is the data stage's key for ``job.data_dir``."""
+    adapter = job.out / "adapter"
+    if not job.train.use_cache:
+        return TrainResult(adapter, train_adapter(job, on_log), False)
+    payload = train_payload(job, data_key)
     key = cache_key(payload)
     # Training runs under the cache's per-key lock: identical jobs of a sweep train once.
-    hit = ArtifactCache(cache_dir, "train").compute_in_place(
-        key, payload, out / "adapter", lambda: train_adapter(model_cfg, lora, t, data_dir, out, cache_dir, on_log))
-    info = read_json(out / "adapter" / "train_info.json")
+    hit = ArtifactCache(job.cache_dir, "train").compute_in_place(key, payload, adapter,
+                                                                 lambda: train_adapter(job, on_log))
+    info = read_json(adapter / "train_info.json")
     if hit:
         log.info("adapter reused from cache (%s): %d steps, final loss %s", key, info["steps"], info["final_loss"])
-    return TrainResult(out / "adapter", info, hit)
+    return TrainResult(adapter, info, hit)

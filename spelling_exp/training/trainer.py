@@ -16,16 +16,21 @@ on every built trainer and refuses one whose arguments or collator would produce
 ``compute_loss`` refuses a batch without an attention mask.
 
 Preemption. SIGTERM / SIGUSR1 / SIGUSR2 only set a flag; the step in flight finishes, the
-trainer saves a checkpoint and stops, and the recipe hands the signal to whoever held it before
-(submitit on Slurm, which requeues the job).
+trainer saves a checkpoint and stops, and ``interrupted`` hands the signal to whoever held it
+before (submitit on Slurm, which requeues the job) and builds the error that reports it.
 """
 from __future__ import annotations
 
+import logging
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from spelling_exp.errors import TrainingInterrupted, raise_interrupted
+
+log = logging.getLogger(__name__)
 PREEMPTION_SIGNALS = tuple(getattr(signal, s) for s in ("SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, s))
 # Keys only a padding-free (flattened) batch carries: TRL's flash-attention metadata, unsloth's lengths.
 PADDING_FREE_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k", "seq_idx",
@@ -157,3 +162,23 @@ def preemption_signals(callback: Any, on_signal: Callable[[int], None]) -> Itera
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+class Preempted(TrainingInterrupted):
+    """TrainingInterrupted by ``signum`` at ``step``: a fresh training process reports both to its
+    parent, which raises the same error and hands the signal on (``isolation.py``)."""
+
+    def __init__(self, message: str, signum: int | None = None, step: int | None = None):
+        super().__init__(message)  # args stay (message,): str(), the CLI's line and pickling as before
+        self.signum, self.step = signum, step
+
+
+def interrupted(signum: int, step: int, previous: Any, out: Path) -> TrainingInterrupted:
+    """After the checkpoint is saved: hand the signal on, and the error that reports it."""
+    if callable(previous) and previous is not raise_interrupted:
+        # e.g. submitit's handler on Slurm: now that the checkpoint is saved, let it requeue the job;
+        # the requeued job reruns the same config in the same dir and resumes from the checkpoint.
+        log.warning("checkpoint saved at step %d; handing the signal to the launcher", step)
+        previous(signum, None)
+    return Preempted(f"training interrupted by signal {signum} at step {step}; checkpoint saved in "
+                     f"{out / 'checkpoints'}; rerun the same command to resume", signum, step)
