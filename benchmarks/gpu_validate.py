@@ -135,6 +135,7 @@ def worker_train(work: Path, backend: str, a: argparse.Namespace) -> dict:
     import torch
     from transformers import TrainerCallback
 
+    from spelling_exp.training.job import TrainJob
     from spelling_exp.training.recipe import setup
 
     class StepTimer(TrainerCallback):
@@ -151,7 +152,8 @@ def worker_train(work: Path, backend: str, a: argparse.Namespace) -> dict:
 
     cfg = compose(work, backend, a)
     build = json.loads((work / "build.json").read_text())
-    s = setup(cfg.model, cfg.lora, cfg.train, Path(build["data_dir"]), work / f"train_{backend}", cfg.paths.cache_dir)
+    s = setup(TrainJob(cfg.model, cfg.lora, cfg.train, Path(build["data_dir"]), work / f"train_{backend}",
+                       cfg.paths.cache_dir))
     rows = [list(r) for r in s.trainer.train_dataset["input_ids"]]
     digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()
     lengths = [len(r) for r in rows]
