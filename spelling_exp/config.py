@@ -214,6 +214,11 @@ class ExamplesConfig:
     # real: the spelling adapter's data; shuffled: the placebo control's (the train_control
     # stage sets it; everything else about the data stays identical).
     spellings: Spellings = Spellings.real
+    # The draw of training words, their examples and the placebo's orders; null: data.seed. A
+    # multi-seed design sets it to ${train.seed}, so a training seed also varies the words trained on
+    # while the hold-out and the questions (data.seed) stay fixed. Then a hold-out word's
+    # contamination label is taken against every word training could draw (the same for every seed).
+    seed: int | None = None
 
 
 @dataclass

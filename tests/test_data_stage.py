@@ -72,6 +72,16 @@ def test_same_seed_same_bytes_different_seed_differs(built, tmp_path, cache_dir)
     assert r.returncode == 0, r.stderr
     for f in ("examples_train.jsonl", "holdout_test.jsonl"):
         assert (tmp_path / "other" / "data" / f).read_bytes() != (built / "data" / f).read_bytes()
+    # A training seed of a multi-seed design (data.examples.seed): other training words and
+    # examples, the same hold-out words, labels and questions for every seed.
+    runs = {}
+    for s in (1, 2):
+        r = run_cli(*SMALL, f"data.examples.seed={s}", f"output_dir={tmp_path}/ex{s}", cache=fresh)
+        assert r.returncode == 0, r.stderr
+        runs[s] = tmp_path / f"ex{s}" / "data"
+    assert (runs[1] / "examples_train.jsonl").read_bytes() != (runs[2] / "examples_train.jsonl").read_bytes()
+    for f in ("holdout_test.jsonl", "holdout_validation.jsonl"):
+        assert (runs[1] / f).read_bytes() == (runs[2] / f).read_bytes(), f
 
 
 @pytest.mark.parametrize("overrides,message", [

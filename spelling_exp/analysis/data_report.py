@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from spelling_exp.analysis.report import _save, pyplot, render_markdown_page
-from spelling_exp.analysis.sweep_report import md_table
+from spelling_exp.analysis.tables import md_table
 from spelling_exp.storage.io import atomic_write_json, atomic_write_text, iter_jsonl, read_json
 
 log = logging.getLogger(__name__)

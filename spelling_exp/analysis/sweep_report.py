@@ -19,6 +19,8 @@ from typing import Any
 from spelling_exp import tasks as task_registry
 from spelling_exp.analysis.compare import COMPARISON_FILE, read_comparison
 from spelling_exp.analysis.report import percent_axis, pyplot, render_markdown_page, y_top
+from spelling_exp.analysis.study import is_study, write_study
+from spelling_exp.analysis.tables import fig_png, md_table
 from spelling_exp.jobs import RESULT, job_dirs
 from spelling_exp.storage.io import atomic_open, atomic_write_json, atomic_write_text, read_json
 from spelling_exp.tasks import PRIMARY_TASKS
@@ -140,13 +142,6 @@ def param_sort_key(v: Any) -> tuple[int, float, str]:
     return (0, n, str(v)) if n is not None else (1, 0.0, str(v))
 
 
-def _fig_png(fig, dpi: int = 110) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    pyplot().close(fig)
-    return buf.getvalue()
-
-
 def _points(rows, aggregated, swept, param, task) -> list[tuple[str, tuple, int | None, dict[str, tuple]]]:
     """[(x, series, n_seeds, {"base"|"adapter"|"diff": (value, lo, hi)})] for one task: the
     seed-aggregated groups when the sweep has seeds, else one point per job; ``series`` holds the
@@ -262,26 +257,12 @@ def plots(rows, swept, aggregated, dpi: int = 110) -> list[tuple[str, bytes]]:
             fig.legend(handles, labels, loc="outside right upper", frameon=False)
         title = f"Accuracy vs {param}"
         fig.suptitle(f"Hold-out accuracy vs {param}" + (" (mean over seeds)" if agg else ""))
-        out.append((title, _fig_png(fig, dpi)))
+        out.append((title, fig_png(fig, dpi)))
     return out
 
 
 def _p(p: Any) -> str:
     return f"{p:.3g}" if isinstance(p, (int, float)) else ""
-
-
-def _cell(v: Any) -> str:
-    """A Markdown table cell: pipes escaped, one line."""
-    return str(v).replace("|", "\\|").replace("\n", " ").strip()
-
-
-def md_table(head: list[str], rows: list[list[str]]) -> list[str]:
-    """A Markdown pipe table; every row must have exactly as many cells as the header."""
-    for r in rows:
-        if len(r) != len(head):
-            raise ValueError(f"table row has {len(r)} cells, header {len(head)}: {r}")
-    return (["| " + " | ".join(_cell(h) for h in head) + " |", "|" + "---|" * len(head)]
-            + ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows])
 
 
 def _code(s: Any) -> str:
@@ -419,7 +400,7 @@ def plot_by_template(entries: list[dict[str, Any]], dpi: int = 110) -> bytes | N
     ax.set_xlabel("template preset of the job's training data")
     ax.set_title("Adapter strict accuracy by template")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return _fig_png(fig, dpi)
+    return fig_png(fig, dpi)
 
 
 def template_section(entries: list[dict[str, Any]], tasks: list[str], image: str | None) -> list[str]:
@@ -493,7 +474,12 @@ def write_sweep_report(sweep_dir: Path, dpi: int = 110) -> Path:
                       else [""] * 4)
         body.append(cells)
     md += md_table(head, body)
-    chosen = select_for_test(rows, sweep_dir)
+    study = None
+    if is_study(rows, swept):
+        # a design over training seeds: one answer over every seed, never a selected seed
+        study, section = write_study(sweep_dir, [r["job"] for r in rows], dpi)
+        md[5:5] = section[1:] + [""]
+    chosen = None if study else select_for_test(rows, sweep_dir)
     if chosen:
         params = ", ".join(f"{k}={v}" for k, v in chosen["params"].items() if k in swept) or "the only job"
         md += ["", "## Selected configuration", "",
@@ -549,5 +535,6 @@ def write_sweep_report(sweep_dir: Path, dpi: int = 110) -> Path:
                       render_markdown_page(md_text, f"Sweep comparison: {sweep_dir.name}", sweep_dir, width="1250px"))
     atomic_write_json(sweep_dir / "comparison.json",
                       {"swept": swept, "rows": rows, "aggregated": aggregated, "failed": failed,
-                       "selected": chosen, "templates": templates})
+                       "selected": chosen, "templates": templates,
+                       "study": "study/study.json" if study else None})
     return sweep_dir

@@ -53,6 +53,8 @@ def data_cache_payload(data: DataConfig, template: TemplateConfig, model: ModelC
     from the model identity (token lengths are measured on the rendered example)."""
     payload = {"format": DATA_FORMAT_VERSION, "model": model.identity(), "data": asdict(data),
                "template": asdict(template)}
+    if data.examples.seed is None:  # unset: the key (and every cached entry) stays as before the option
+        del payload["data"]["examples"]["seed"]
     if data.holdout.source == HoldoutSource.file:  # the file's content, not just its name
         payload["holdout_file_sha256"] = words_sha256(read_word_file(data.holdout.path))
     return payload
@@ -119,9 +121,10 @@ def build_data(data: DataConfig, template: TemplateConfig, model: ModelConfig, c
     train_words, val_words = split_training_words(words, min(d.examples.n_val, len(words) // 2), seed)
     seps = dict(template.separators)
     placebo = d.examples.spellings == "shuffled"
-    train = generate_examples(train_words, templates, cells, seps, d.examples.n_train, seed, "train",
+    examples_seed = seed if d.examples.seed is None else d.examples.seed
+    train = generate_examples(train_words, templates, cells, seps, d.examples.n_train, examples_seed, "train",
                               d.examples.reuse_words, placebo)
-    val = generate_examples(val_words, templates, cells, seps, d.examples.n_val, seed, "val",
+    val = generate_examples(val_words, templates, cells, seps, d.examples.n_val, examples_seed, "val",
                             d.examples.reuse_words, placebo)
     add_token_lengths(train + val, tok, model)
     atomic_write_jsonl(out / "examples_train.jsonl", train)
@@ -132,6 +135,9 @@ def build_data(data: DataConfig, template: TemplateConfig, model: ModelConfig, c
     #    by their closeness to the words that have training examples
     raw, source = load_source_words(d.holdout)
     trained = sorted({r["word"].lower() for r in train})
+    if d.examples.seed is not None:
+        # the words drawn depend on the examples seed; the hold-out must not: label against the pool
+        trained = sorted({w.lower() for w in train_words})
     splits, holdout_counts = build_holdout(raw, words, tok, d.holdout, seed, trained_words=trained)
     for name, rows in splits.items():
         atomic_write_jsonl(out / f"holdout_{name}.jsonl", rows)
