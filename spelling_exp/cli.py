@@ -1,18 +1,18 @@
 """Hydra entrypoint: compose config, check it, run the selected stages.
 
 Kept thin and light: only hydra/omegaconf are imported here; each stage imports its heavy
-dependencies when it runs. Exit codes: 0 done; 1 a bug (traceback) or a failed sweep job;
+dependencies when it runs, and checks its own config (stages/*.py::check, run by ``validate``
+before the first stage). Exit codes: 0 done; 1 a bug (traceback) or a failed sweep job;
 2 bad input or config (one line, nothing written); 3 training interrupted by a preemption
 signal after saving a checkpoint; 130 / 143 interrupted by Ctrl-C / SIGTERM (rerun to resume).
 
-``stage=status sweep_dir=...`` is answered before Hydra starts a job (``status_command``): it
-composes the config, reads the sweep's job files and prints a table; no model, no run dir.
+``stage=status sweep_dir=...`` is status.py's command; it is answered before Hydra starts a job
+(``status_command``): no model, no run dir.
 """
 from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import socket
 import sys
@@ -24,23 +24,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from spelling_exp import status
 from spelling_exp.config import Config, Stage, register_configs, secret_keys, selected_stages, unknown_keys
 from spelling_exp.errors import ConfigError, Interrupted, SpellingExpError, TrainingInterrupted, raise_interrupted
-from spelling_exp.jobs import (
-    finished,
-    format_status,
-    job_config_sha,
-    job_dirs,
-    sweep_ended,
-    sweep_status,
-    write_result,
-    write_running,
-)
-from spelling_exp.model.chat import check_thinking_disabled
-from spelling_exp.model.resources import gguf_path
-from spelling_exp.model.tiny import check_random_init
+from spelling_exp.jobs import finished, job_config_sha, write_result, write_running
 from spelling_exp.stages.context import RunContext
 from spelling_exp.storage.io import atomic_write_text
+from spelling_exp.storage.layout import RunLayout, SweepLayout
 from spelling_exp.tracking import make_tracker, stable_run_id
 
 log = logging.getLogger("spelling_exp")
@@ -59,9 +49,6 @@ def conf_dir() -> str:
 
 
 register_configs()
-# Set once a job starts: Hydra exits 1 on every error, and an error before this point is a
-# config that did not compose (bad override, wrong type, invalid choice), which is exit 2.
-_job_started = False
 
 
 def check_composed(cfg: DictConfig) -> None:
@@ -85,7 +72,7 @@ def scrub_hydra_records(cfg: DictConfig, keys: list[str]) -> None:
     hc = HydraConfig.get()
     files = list((Path(hc.runtime.output_dir) / hc.output_subdir).glob("*.yaml")) if hc.output_subdir else []
     if hc.mode == RunMode.MULTIRUN:
-        files.append(Path(hc.sweep.dir) / "multirun.yaml")
+        files.append(SweepLayout(hc.sweep.dir).multirun_yaml)
     for f in files:
         if f.is_file() and any(v in (text := f.read_text()) for v in values):
             for v in values:
@@ -93,85 +80,55 @@ def scrub_hydra_records(cfg: DictConfig, keys: list[str]) -> None:
             atomic_write_text(f, text)
 
 
-def validate_config(config: Config, run_dir: Path) -> None:
-    """Checks that must fail before any model, tokenizer or file is touched, for the selected stages."""
-    from spelling_exp.data.build import validate_data_config
-    from spelling_exp.evaluation.questions import validate_eval_config
-    from spelling_exp.training.recipe import validate_train_config
+def validate(cfg: DictConfig, run_dir: Path) -> Config:
+    """Every check before any work: the composed config, then each selected stage's own check
+    (stages/*.py::check). Pure: writes nothing, loads no model; raises a SpellingExpError, one line.
+    Returns the typed config the stages run on."""
+    from spelling_exp.stages import check
 
-    m = config.model
-    check_status_request(config)
-    check_thinking_disabled(m.family, m.enable_thinking, m.chat_template_kwargs)
-    if m.gguf_file:
-        gguf_path(m.path, m.gguf_file)
-    check_random_init(m)
-    stages = set(selected_stages(config))
-    evals = {Stage.eval, Stage.eval_base, Stage.eval_adapter, Stage.eval_control}
-    if stages & (evals | {Stage.data, Stage.train, Stage.train_control}):
-        validate_data_config(config.data, config.template)
-    if stages & evals:
-        validate_eval_config(config.eval)
-        if config.eval.questions_file:  # parse and verify every answer now; the overlap check needs the data
-            from spelling_exp.evaluation.external import read_questions_file
-
-            read_questions_file(config.eval)
-        from spelling_exp.evaluation.backends import validate_backend_config
-
-        validate_backend_config(config.eval, m, evaluates_adapter=bool(
-            stages & {Stage.eval_adapter, Stage.eval_control} or (Stage.eval in stages and config.eval.adapter_path)))
-        if config.eval.merge_adapter and str(m.dtype) in ("bfloat16", "float16"):
-            raise ConfigError(f"eval.merge_adapter=true with model.dtype={m.dtype} would round the LoRA delta away; "
-                              "set model.dtype=float32 or eval.merge_adapter=false")
-    adapter = config.eval.adapter_path
-    if Stage.eval in stages and adapter and not (Path(adapter) / "adapter_config.json").is_file():
-        raise ConfigError(f"eval.adapter_path={adapter}: no LoRA adapter there (adapter_config.json missing)")
-    if stages & {Stage.train, Stage.train_control}:
-        validate_train_config(config.train, config.lora)
-    if Stage.compare in stages and not config.sweep_dir:
-        c = config.compare
-        for key, path, stage in (("compare.base", c.base, Stage.eval_base), ("compare.adapter", c.adapter,
-                                                                          Stage.eval_adapter)):
-            if path and not (Path(path) / "metrics.json").is_file():
-                raise ConfigError(f"{key}={path}: no finished evaluation there (metrics.json missing)")
-            if not path and stage not in stages and not (run_dir / stage / "metrics.json").is_file():
-                raise ConfigError(f"stage=compare: no {stage} evaluation in {run_dir}; set {key}=<eval dir> "
-                                  f"(and the other of compare.base / compare.adapter), or run {stage} first")
-        if c.control and not (Path(c.control) / "metrics.json").is_file():
-            raise ConfigError(f"compare.control={c.control}: no finished evaluation there (metrics.json missing)")
+    check_composed(cfg)
+    # Stages get plain typed dataclasses: DictConfig attribute access is ~20 us, which
+    # dominated the data build when used in per-token loops.
+    config: Config = OmegaConf.to_object(cfg)
+    check(config, run_dir)
+    return config
 
 
-def check_status_request(config: Config) -> Path | None:
-    """stage=status runs alone, on an existing sweep dir; returns that dir (None without status)."""
-    stages = selected_stages(config)
-    if Stage.status not in stages:
-        return None
-    if len(stages) > 1:
-        raise ConfigError("stage=status runs alone: python -m spelling_exp stage=status sweep_dir=<sweep dir>")
-    if not config.sweep_dir:
-        raise ConfigError("stage=status needs sweep_dir=<sweep dir> (e.g. multirun/<experiment>/<sweep_id>)")
-    sweep = Path(config.sweep_dir)
-    if not sweep.is_dir():
-        raise ConfigError(f"sweep_dir={sweep}: no such directory; set it to a sweep dir (multirun/<experiment>/<id>)")
-    if not (sweep / "multirun.yaml").is_file() and not job_dirs(sweep):
-        raise ConfigError(f"sweep_dir={sweep}: not a sweep dir (no multirun.yaml, no job dirs with .hydra/); "
-                          "point it at the dir a multirun wrote (multirun/<experiment>/<id>)")
-    return sweep
+def status_requested(args: list[str]) -> bool:
+    """``stage=status`` (or ``stages=[..., status]``) on a plain command line: read with Hydra's own
+    override grammar, so it is answered without a Hydra job (which would create a run dir)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    if any(a.startswith("-") for a in args):  # -m, --cfg, ...: Hydra's; main() answers status there
+        return False
+    try:
+        overrides = OverridesParser.create().parse_overrides(args)
+    except OverrideParseException:
+        return False  # Hydra reports it
+    for o in overrides:
+        if o.key_or_group in ("stage", "stages") and not o.is_sweep_override():
+            value = o.value()
+            if Stage.status in (value if isinstance(value, list) else [value]):
+                return True
+    return False
 
 
 def status_command(overrides: list[str]) -> int:
     """``stage=status sweep_dir=...``: compose (a bad override is still exit 2), check, print the
-    sweep's table. Imports no torch and starts no Hydra job, so it writes nothing."""
+    sweep's table (status.py). Imports no torch and starts no Hydra job, so it writes nothing."""
     from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
 
     try:
         with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name="status"):
             cfg = compose(config_name="config", overrides=overrides)
         check_composed(cfg)
-        sweep = check_status_request(OmegaConf.to_object(cfg))
-    except Exception as e:  # a config that does not compose, or a bad sweep_dir: one line, exit 2
+        sweep = status.check(OmegaConf.to_object(cfg))
+    except (HydraException, SpellingExpError) as e:  # a config that does not compose, a bad sweep_dir
         print(f"spelling_exp: error: {e}".strip(), file=sys.stderr)
         return 2
-    print(format_status(sweep, sweep_status(sweep)))
+    print(status.table(sweep))
     return 0
 
 
@@ -211,13 +168,25 @@ def _threads(config: Config) -> int | None:
         return int(os.environ["SLURM_CPUS_PER_TASK"])
     if ray_cpus := _ray_cpus():  # Ray sets OMP_NUM_THREADS=1 in its workers whatever the task reserved
         return ray_cpus
-    if HydraConfig.initialized():
-        launcher = HydraConfig.get().launcher
-        if "joblib" in str(launcher.get("_target_", "")).lower():
-            n_jobs = int(launcher.get("n_jobs") or 1)
-            cores = os.cpu_count() or 1
-            return max(1, cores // (cores if n_jobs < 0 else min(n_jobs, cores)))
+    if (n_jobs := _joblib_n_jobs()) is not None:
+        cores = os.cpu_count() or 1
+        return max(1, cores // (cores if n_jobs < 0 else min(n_jobs, cores)))
     return None
+
+
+def _joblib_n_jobs() -> int | None:
+    """hydra.launcher.n_jobs when this job was launched by the joblib launcher, else None. Known by
+    the launcher config's type (the plugin's structured config), not by its name."""
+    if not HydraConfig.initialized():
+        return None
+    try:
+        from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
+    except ImportError:  # the plugin is not installed: this job was not launched by it
+        return None
+    launcher = HydraConfig.get().launcher
+    if not issubclass(OmegaConf.get_type(launcher) or type(None), JobLibLauncherConf):
+        return None
+    return int(launcher.n_jobs or 1)
 
 
 def _tracker_names(config: Config, run_dir: Path) -> tuple[str, Config]:
@@ -239,14 +208,10 @@ def _tracker_names(config: Config, run_dir: Path) -> tuple[str, Config]:
 def run(cfg: DictConfig, run_id: str | None = None) -> None:
     from spelling_exp.stages import get_stage
 
-    check_composed(cfg)
-    # Stages get plain typed dataclasses: DictConfig attribute access is ~20 us, which
-    # dominated the data build when used in per-token loops.
-    config: Config = OmegaConf.to_object(cfg)
     run_dir = run_dir_of(cfg)
-    validate_config(config, run_dir)
+    config = validate(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_write_text(RunLayout(run_dir).resolved_config, OmegaConf.to_yaml(cfg, resolve=True))
     threads = _threads(config)
     if threads:
         import torch
@@ -268,8 +233,6 @@ def run(cfg: DictConfig, run_id: str | None = None) -> None:
 
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="config")
 def main(cfg: DictConfig) -> None:
-    global _job_started
-    _job_started = True
     if secrets := secret_keys(cfg):
         scrub_hydra_records(cfg, secrets)
     hc = HydraConfig.get()
@@ -278,9 +241,10 @@ def main(cfg: DictConfig) -> None:
     sha = job_config_sha(cfg)
     stages = selected_stages(cfg)
     if Stage.status in stages:  # reached only through -m or flags (entrypoint answers the plain form)
-        return run_status(cfg)
+        return answer_status(cfg)
     if multirun and (done := finished(run_dir, sha)):
-        log.info("job %s already complete; skipping (delete %s to redo it)", run_dir.name, run_dir / "job_result.json")
+        log.info("job %s already complete; skipping (delete %s to redo it)", run_dir.name,
+                 RunLayout(run_dir).job_result)
         return done
     t0 = time.perf_counter()
     log_file = run_dir / f"{hc.job.name}.log"
@@ -327,28 +291,37 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
-def run_status(cfg: DictConfig) -> None:
+def answer_status(cfg: DictConfig) -> None:
     try:
         check_composed(cfg)
-        sweep = check_status_request(OmegaConf.to_object(cfg))
-    except ConfigError as e:
+        sweep = status.check(OmegaConf.to_object(cfg))
+    except SpellingExpError as e:
         print(f"spelling_exp: error: {e}", file=sys.stderr)
         sys.exit(2)
-    print(format_status(sweep, sweep_status(sweep)))
+    print(status.table(sweep))
 
 
 HYDRA_TRAILER = "\nSet the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.\n"
 
 
+def _hydra_refused(exc: BaseException | None) -> bool:
+    """A HydraException is Hydra refusing the command line or the config (a bad override, a wrong
+    type, an invalid choice, a missing config group option): bad input. Nothing of ours raises one."""
+    from hydra.errors import HydraException
+
+    return isinstance(exc, HydraException)
+
+
 class _ComposeErrorStream:
     """stderr, minus Hydra's "set HYDRA_FULL_ERROR" trailer under a config that did not compose:
-    there Hydra's message is the whole story (a bad override, a wrong type, an invalid choice)."""
+    there Hydra's message is the whole story. Hydra writes the trailer while it handles the
+    error, so the error is the one being handled."""
 
     def __init__(self, stream):
         self._stream = stream
 
     def write(self, text: str) -> int:
-        if text == HYDRA_TRAILER and not _job_started:
+        if text == HYDRA_TRAILER and _hydra_refused(sys.exc_info()[1]):
             return len(text)
         return self._stream.write(text)
 
@@ -360,7 +333,7 @@ def entrypoint() -> None:
     """``python -m spelling_exp``: Hydra's main; a config that fails to compose exits 2, SIGTERM
     stops with one line (training checkpoints first, see training/trainer.py)."""
     args = sys.argv[1:]
-    if any(re.fullmatch(r"\+*stages?=.*\bstatus\b.*", a) for a in args) and not any(a.startswith("-") for a in args):
+    if status_requested(args):
         sys.exit(status_command(args))
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, raise_interrupted)
@@ -368,6 +341,8 @@ def entrypoint() -> None:
     try:
         main()
     except SystemExit as e:
-        if e.code == 1 and not (_job_started or sweep_ended()):
+        # Hydra exits 1 on every error, from inside its handler: the error it handled is the
+        # exception's context. A failed sweep job (sweep.py) exits 1 with none: it stays 1.
+        if e.code == 1 and _hydra_refused(e.__context__):
             raise SystemExit(2) from None
         raise

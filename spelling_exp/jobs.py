@@ -6,8 +6,9 @@ W&B run id. Sweep presets set ``sweep_id``, so the sweep dir is
 deterministic (``multirun/<experiment>/<sweep_id>/<job>``): rerunning the same multirun command
 finds each finished job's marker and skips it, and redoes only missing or failed jobs.
 
-``sweep_status`` is ``stage=status``: each job's state, wall time, headline metric and log, read
-from these files alone (no model, no writes).
+``sweep_status`` is ``python -m spelling_exp.status <sweep dir>``: each job's state, wall time,
+headline metric and log, read from these files alone (no model, no writes). Where the files lie:
+storage/layout.py.
 
 Imports stay light (no torch): the CLI and the sweep callback use this at start-up.
 """
@@ -23,21 +24,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from spelling_exp.storage.io import atomic_write_json, atomic_write_text, canonical_json, read_json, sha256_text
+from spelling_exp.storage.layout import JOB_RESULT, RunLayout, SweepLayout
 
 log = logging.getLogger(__name__)
-RESULT = "job_result.json"
-_sweep_ended = False  # set by the sweep callback once every job of a multirun has returned
-
-
-def mark_sweep_ended() -> None:
-    global _sweep_ended
-    _sweep_ended = True
-
-
-def sweep_ended() -> bool:
-    """True once a multirun's jobs have all returned (they may have run in other processes: Ray,
-    Slurm, joblib), so an exit 1 from then on is a failed job, not a config that did not compose."""
-    return _sweep_ended
+RESULT = JOB_RESULT  # the marker's file name, for the launchers and the sweep report
 
 
 def job_config_sha(cfg: DictConfig) -> str:
@@ -48,7 +38,7 @@ def job_config_sha(cfg: DictConfig) -> str:
 
 
 def finished(run_dir: Path, sha: str) -> dict[str, Any] | None:
-    f = run_dir / RESULT
+    f = RunLayout(run_dir).job_result
     if not f.is_file():
         return None
     r = read_json(f)
@@ -58,7 +48,7 @@ def finished(run_dir: Path, sha: str) -> dict[str, Any] | None:
 def write_result(run_dir: Path, sha: str, status: str, stages: list[str], seconds: float,
                  error: str | None = None, log_file: Path | None = None, **extra: Any) -> None:
     """``extra``: where the job ran (host, pid, ray task...), its W&B run id, ..."""
-    atomic_write_json(run_dir / RESULT, {"status": status, "config_sha": sha, "stages": stages,
+    atomic_write_json(RunLayout(run_dir).job_result, {"status": status, "config_sha": sha, "stages": stages,
                                          "seconds": round(seconds, 2), "error": error,
                                          "log": str(log_file) if log_file else None, **extra})
 
@@ -72,17 +62,20 @@ def write_running(run_dir: Path, sha: str, stages: list[str], log_file: Path | N
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
     """Job dirs of a sweep (those Hydra created: they hold .hydra/), in job order."""
-    dirs = [p for p in sweep_dir.iterdir() if p.is_dir() and (p / ".hydra").is_dir()]
-    return sorted(dirs, key=lambda p: (int(p.name) if p.name.isdigit() else 1 << 30, p.name))
+    return SweepLayout(sweep_dir).job_dirs()
+
+
+def _read_result(job: RunLayout) -> dict[str, Any] | None:
+    return read_json(job.job_result) if job.job_result.is_file() else None
 
 
 def summarize_sweep(sweep_dir: Path) -> dict[str, Any]:
     jobs = []
-    for d in job_dirs(sweep_dir):
-        r = read_json(d / RESULT) if (d / RESULT).is_file() else {"status": "missing"}
-        overrides = OmegaConf.load(d / ".hydra" / "overrides.yaml") if (d / ".hydra" / "overrides.yaml").exists() \
-            else []
-        jobs.append({"dir": str(d), "status": r.get("status"), "error": r.get("error"), "log": r.get("log"),
+    sweep = SweepLayout(sweep_dir)
+    for job in sweep.jobs():
+        r = _read_result(job) or {"status": "missing"}
+        overrides = OmegaConf.load(job.overrides) if job.overrides.exists() else []
+        jobs.append({"dir": str(job.root), "status": r.get("status"), "error": r.get("error"), "log": r.get("log"),
                      "seconds": r.get("seconds"), "overrides": list(overrides)})
     common = set.intersection(*(set(j["overrides"]) for j in jobs)) if jobs else set()
     for j in jobs:  # what distinguishes this job from the others: the swept values
@@ -90,19 +83,19 @@ def summarize_sweep(sweep_dir: Path) -> dict[str, Any]:
     summary = {"sweep_dir": str(sweep_dir), "jobs": jobs,
                "complete": sum(j["status"] == "complete" for j in jobs),
                "failed": [j for j in jobs if j["status"] != "complete"]}
-    atomic_write_json(sweep_dir / "sweep_summary.json", summary)
+    atomic_write_json(sweep.summary_json, summary)
     lines = [f"# Sweep summary: {sweep_dir}", "", f"{summary['complete']} of {len(jobs)} jobs complete.", ""]
     lines += [f"- job {Path(j['dir']).name} ({' '.join(j['swept'])}): {j['status']}"
               + (f" - {j['error']} (log: {j['log']})" if j["status"] != "complete" else "") for j in jobs]
-    atomic_write_text(sweep_dir / "sweep_summary.md", "\n".join(lines) + "\n")
+    atomic_write_text(sweep.summary_md, "\n".join(lines) + "\n")
     return summary
 
 
-# ------------------------------------------------------------------ stage=status
+# ------------------------------------------------------------------ status
 def expected_jobs(sweep_dir: Path) -> list[list[str]] | None:
     """Every job's overrides, in job order, as Hydra's basic sweeper expands them from the sweep's
     multirun.yaml (sweeper params, then the command line); None when that cannot be read."""
-    f = sweep_dir / "multirun.yaml"
+    f = SweepLayout(sweep_dir).multirun_yaml
     if not f.is_file():
         return None
     try:
@@ -131,7 +124,7 @@ def _pid_alive(pid: int) -> bool:
 
 def _headline(job_dir: Path) -> str:
     """Adapter accuracy per task and the difference to the base model (strict), from compare/."""
-    f = job_dir / "compare" / "comparison.json"
+    f = RunLayout(job_dir).comparison
     if not f.is_file():
         return "-"
     try:
@@ -159,9 +152,9 @@ def sweep_status(sweep_dir: Path, now: float | None = None) -> list[dict[str, An
     now = time.time() if now is None else now
     host = socket.gethostname()
     dirs = {}
-    for d in job_dirs(sweep_dir):
-        f = d / ".hydra" / "overrides.yaml"
-        dirs[tuple(OmegaConf.load(f)) if f.is_file() else (d.name,)] = d
+    for job in SweepLayout(sweep_dir).jobs():
+        f = job.overrides
+        dirs[tuple(OmegaConf.load(f)) if f.is_file() else (job.root.name,)] = job.root
     expected = expected_jobs(sweep_dir)
     keys = [tuple(j) for j in expected] if expected is not None else list(dirs)
     keys += [k for k in dirs if k not in keys]  # dirs of an earlier, different sweep in the same place
@@ -169,7 +162,7 @@ def sweep_status(sweep_dir: Path, now: float | None = None) -> list[dict[str, An
     rows = []
     for num, key in enumerate(keys):
         d = dirs.get(key)
-        r = read_json(d / RESULT) if d is not None and (d / RESULT).is_file() else {}
+        r = (_read_result(RunLayout(d)) if d is not None else None) or {}
         state, seconds, error = r.get("status", "missing"), r.get("seconds"), r.get("error")
         if state == "running":
             seconds = now - r.get("started", now)

@@ -15,14 +15,14 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from spelling_exp.jobs import mark_sweep_ended, summarize_sweep
+from spelling_exp.jobs import summarize_sweep
+from spelling_exp.storage.layout import SweepLayout
 
 
 class SweepSummaryCallback(Callback):
     """At the end of a multirun: summary, failures with their logs, cross-run comparison report."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        mark_sweep_ended()  # the exit 1 below means a failed job, not bad input (cli.py::entrypoint)
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
@@ -35,9 +35,9 @@ class SweepSummaryCallback(Callback):
             try:
                 from spelling_exp.analysis.sweep_report import write_sweep_report
 
-                out = write_sweep_report(sweep_dir)
-                print(f"comparison report: {out / 'comparison.html'}")
+                out = SweepLayout(write_sweep_report(sweep_dir))
+                print(f"comparison report: {out.comparison_html}")
             except Exception as e:  # the report must never hide the jobs' own results
                 print(f"comparison report failed: {type(e).__name__}: {e}", file=sys.stderr)
         if summary["failed"]:
-            sys.exit(1)
+            sys.exit(1)  # not in an exception handler: cli.py::entrypoint keeps it 1 (a failed job)

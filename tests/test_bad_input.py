@@ -1,9 +1,18 @@
-"""Every bad value is refused before any work starts: exit 2, a clear message naming the key,
-nothing written to the run dir or the cache, no secret left behind, no traceback."""
-import pytest
-from helpers import run_cli
+"""Every bad value is refused before any work starts: a clear message naming the key, nothing
+written to the run dir or the cache, no secret left behind, no traceback, exit 2.
 
-pytestmark = pytest.mark.slow  # ~40 CLI start-ups
+The table runs in-process: the config composed exactly as the CLI composes it, then the pure
+checks the CLI runs before the first stage (cli.validate: secrets and unknown keys, then every
+selected stage's own check, stages/*.py::check). A few real CLI runs check what only a process
+shows: exit 2, exactly one line on stderr, no traceback or Hydra trailer, no run dir, and no
+refused secret left in the records Hydra writes before any check can run.
+"""
+import pytest
+from helpers import compose_config, run_cli
+from hydra.errors import HydraException
+
+from spelling_exp.cli import validate
+from spelling_exp.errors import SpellingExpError
 
 DATA_TRAIN = ["stages=[data,train]"]
 DATA_EVAL = ["stages=[data,eval_base]"]
@@ -47,7 +56,7 @@ OURS = [
     (["stage=data", "+logger.api_key=SECRET-abc123"], "logger.api_key: secrets are read from the environment only"),
     (["stage=data", "+model.chat_template_kwargs.token=SECRET-abc123"], "model.chat_template_kwargs.token: secrets"),
 ]
-# Hydra's composition errors: its message (several lines), without the HYDRA_FULL_ERROR trailer.
+# Hydra's composition errors: its message (several lines: the error, then the OmegaConf error it wraps).
 HYDRAS = [
     (["train.lr_scheduler=bogus"], "expected one of [linear, cosine,"),
     (["eval.backend=bogus"], "expected one of [hf, openai, llamacpp, vllm]"),
@@ -59,21 +68,64 @@ HYDRAS = [
 ]
 
 
+IDS = {"ids": lambda v: " ".join(v) if isinstance(v, list) else ""}
+
+
 def _snapshot(root):
     return sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns)
                   for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
-@pytest.mark.parametrize("overrides,message", OURS + HYDRAS, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
-def test_bad_input_is_refused_before_any_work(overrides, message, tmp_path, cache_dir):
+@pytest.mark.parametrize("overrides,message", OURS, **IDS)
+def test_bad_value_is_refused_before_any_work(overrides, message, tmp_path, cache_dir):
     before = _snapshot(cache_dir)
-    r = run_cli(*overrides, f"output_dir={tmp_path}/run", f"hydra.run.dir={tmp_path}/hydra")
-    assert r.returncode == 2, r.stderr[-2000:]
-    assert message in r.stderr, r.stderr
-    assert "Traceback" not in r.stderr and "HYDRA_FULL_ERROR" not in r.stderr
-    if (overrides, message) in OURS:
-        assert r.stderr.startswith("spelling_exp: error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    cfg = compose_config(*overrides, f"output_dir={tmp_path}/run")
+    with pytest.raises(SpellingExpError) as e:
+        validate(cfg, tmp_path / "run")
+    assert message in str(e.value) and "\n" not in str(e.value), str(e.value)  # the CLI prints it as one line
     assert not (tmp_path / "run").exists(), "nothing may be written to the run dir"
     assert _snapshot(cache_dir) == before, "nothing may be written to the cache"
-    # a refused secret is not left in any record (Hydra writes its own before any check can run)
+
+
+@pytest.mark.parametrize("overrides,message", HYDRAS, **IDS)
+def test_bad_override_is_refused_at_composition(overrides, message):
+    with pytest.raises(HydraException) as e:
+        compose_config(*overrides)
+    assert message in f"{e.value}\n{e.value.__cause__}"  # what Hydra prints: its error, then the cause
+
+
+# ------------------------------------------------------------------ what only a process shows
+def _refused(r, tmp_path):
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and "HYDRA_FULL_ERROR" not in r.stderr, r.stderr
+    assert not (tmp_path / "run").exists(), "nothing may be written to the run dir"
+
+
+@pytest.mark.slow
+def test_our_refusal_is_one_line_and_exit_2(tmp_path, cache_dir):
+    before = _snapshot(cache_dir)
+    r = run_cli(*DATA_TRAIN, "lora.r=0", f"output_dir={tmp_path}/run", f"hydra.run.dir={tmp_path}/hydra")
+    _refused(r, tmp_path)
+    assert r.stderr == "spelling_exp: error: lora.r=0: must be >= 1\n", r.stderr
+    assert _snapshot(cache_dir) == before, "nothing may be written to the cache"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [["model=no_such_model"], ["-m", "stage=data", "lora.r=4,abc"]], **IDS)
+def test_hydra_refusal_is_exit_2_without_its_trailer(args, tmp_path):
+    """Hydra exits 1 on every error; one that is Hydra refusing the input is exit 2 (cli.py::entrypoint)."""
+    r = run_cli(*args, f"output_dir={tmp_path}/run", f"hydra.run.dir={tmp_path}/hydra",
+                f"hydra.sweep.dir={tmp_path}/sweep")
+    _refused(r, tmp_path)
+    assert "Could not find 'model/no_such_model'" in r.stderr or "lora.r=abc" in r.stderr, r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("secret", ["+logger.api_key=SECRET-abc123", "+model.chat_template_kwargs.token=SECRET-abc123"])
+def test_refused_secret_is_left_in_no_record(secret, tmp_path):
+    r = run_cli("stage=data", secret, f"output_dir={tmp_path}/run", f"hydra.run.dir={tmp_path}/hydra")
+    _refused(r, tmp_path)
+    assert r.stderr.startswith("spelling_exp: error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    # Hydra writes its own records (.hydra/) before any check can run; the secret must not stay there
+    assert (tmp_path / "hydra" / ".hydra" / "overrides.yaml").is_file()
     assert not any("SECRET-abc123" in p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file())

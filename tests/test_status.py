@@ -1,5 +1,6 @@
-"""`stage=status sweep_dir=...`: every job's state, wall time, headline metric and log, from the job
-files alone (no model, no writes, well under 2 s); and the stable W&B run id of a job."""
+"""`python -m spelling_exp.status <sweep dir>` (or `stage=status sweep_dir=...`): every job's state,
+wall time, headline metric and log, from the job files alone (no model, no writes, well under 2 s);
+and the stable W&B run id of a job."""
 import json
 import os
 import socket
@@ -8,8 +9,11 @@ import sys
 import time
 
 import pytest
-from helpers import ROOT, run_cli
+from helpers import ROOT, make_config, run_cli
 
+from spelling_exp import status
+from spelling_exp.cli import status_requested
+from spelling_exp.errors import ConfigError
 from spelling_exp.tracking import stable_run_id
 
 
@@ -81,6 +85,13 @@ def test_status_imports_no_ml_stack(sweep):
     assert not imported & {"torch", "transformers", "datasets", "peft", "trl", "wandb", "ray"}
 
 
+def test_status_entry_point_prints_the_same_table(sweep, capsys):
+    assert status.main([str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"Sweep {sweep}: 5 jobs, 1 complete, 1 running, 2 failed, 1 missing"
+    assert out.strip() == status.table(sweep)
+
+
 @pytest.mark.parametrize("args,message", [
     (["stage=status"], "stage=status needs sweep_dir=<sweep dir>"),
     (["stage=status", "sweep_dir={tmp}/nope"], "sweep_dir={tmp}/nope: no such directory"),
@@ -88,11 +99,35 @@ def test_status_imports_no_ml_stack(sweep):
     (["stages=[data,status]", "sweep_dir={tmp}"], "stage=status runs alone"),
 ])
 def test_status_bad_input_is_one_line(tmp_path, args, message):
-    r = run_cli(*[a.format(tmp=tmp_path) for a in args], f"output_dir={tmp_path}/run", cwd=tmp_path)
+    with pytest.raises(ConfigError) as e:
+        status.check(make_config(*[a.format(tmp=tmp_path) for a in args]))
+    assert message.format(tmp=tmp_path) in str(e.value) and "\n" not in str(e.value)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_status_entry_point_refuses_a_bad_dir_in_one_line(tmp_path, capsys):
+    assert status.main([str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"spelling_exp: error: sweep_dir={tmp_path}/nope: no such directory; set it to a sweep dir " \
+                  "(multirun/<experiment>/<id>)\n"
+
+
+@pytest.mark.parametrize("args,asked", [
+    (["stage=status", "sweep_dir=x"], True), (["+stage=status"], True), (["stages=[data,status]"], True),
+    (["stage='status'"], True), (["stage=data", "sweep_dir=status"], False), (["stages=[data,eval_base]"], False),
+    (["-m", "stage=status"], False),  # Hydra's flags: a Hydra job (main answers status there)
+    (["stage=[status"], False),  # Hydra reports the parse error
+])
+def test_status_is_read_off_the_command_line_by_hydras_grammar(args, asked):
+    assert status_requested(args) is asked
+
+
+def test_status_bad_input_through_the_cli_is_exit_2_and_writes_nothing(tmp_path):
+    r = run_cli("stage=status", f"sweep_dir={tmp_path}/nope", f"output_dir={tmp_path}/run", cwd=tmp_path)
     assert r.returncode == 2, r.stdout + r.stderr
-    assert r.stderr.strip() == f"spelling_exp: error: {message.format(tmp=tmp_path)}" or (
-        message.format(tmp=tmp_path) in r.stderr and len(r.stderr.strip().splitlines()) == 1), r.stderr
-    assert not (tmp_path / "run").exists() and not (tmp_path / "outputs").exists()
+    assert r.stderr == f"spelling_exp: error: sweep_dir={tmp_path}/nope: no such directory; set it to a sweep dir " \
+                       "(multirun/<experiment>/<id>)\n", r.stderr
+    assert list(tmp_path.iterdir()) == []  # no run dir, no outputs/, no .hydra/
 
 
 def test_stable_run_id_is_per_job_and_config(tmp_path):

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from spelling_exp.errors import ModelLoadError
+from spelling_exp.errors import ConfigError, ModelLoadError
 from spelling_exp.model.resources import gguf_path, resolve_model_path
 from spelling_exp.model.tiny import is_random, tiny_model_dir
 from spelling_exp.model.tokenizer import gguf_cache_dir, hub_reachable, load_tokenizer, looks_like_hub_id
@@ -39,10 +39,15 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
-def torch_float32() -> Any:
-    import torch
-
-    return torch.float32
+def check_merge_dtype(dtype: str, resolved: str | None = None) -> None:
+    """eval.merge_adapter folds B @ A into the base weights in their dtype, so only float32 weights
+    keep a small delta (see load_model). ``dtype``: model.dtype as configured (checked before any
+    stage runs); ``resolved``: what it became on this device (at load time: auto may be bfloat16)."""
+    weights = resolved or _DTYPES.get(dtype, dtype)
+    if weights in ("bfloat16", "float16"):
+        shown = f"model.dtype={dtype}" + (f" ({weights} on this device)" if weights != _DTYPES.get(dtype) else "")
+        raise ConfigError(f"eval.merge_adapter=true with {shown} would round the LoRA delta away; "
+                          "set model.dtype=float32 or eval.merge_adapter=false")
 
 
 def resolve_dtype(dtype: str, device: str) -> Any:
@@ -156,9 +161,7 @@ def load_model(model_cfg: Any, cache_dir: str | os.PathLike, adapter_path: str |
             raise ModelLoadError(f"no LoRA adapter at {adapter} (adapter_config.json missing)")
         model = PeftModel.from_pretrained(model, adapter, is_trainable=for_training)
         if merge_adapter and not for_training:
-            if dtype != torch_float32():
-                raise ModelLoadError(f"eval.merge_adapter=true with {str(dtype).removeprefix('torch.')} weights would "
-                                     "round the LoRA delta away; set model.dtype=float32 or eval.merge_adapter=false")
+            check_merge_dtype(str(model_cfg.dtype), str(dtype).removeprefix("torch."))
             model = model.merge_and_unload()
     model.to(device)
     if not for_training:

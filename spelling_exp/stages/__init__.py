@@ -1,18 +1,22 @@
 """Pipeline stages: the thin top layer the CLI calls.
 
 Each stage takes the whole config, calls one recipe with the sub-configs it needs, publishes
-the result into the run dir and tracks it. Nothing below this package imports from it (an
-import-linter contract in pyproject.toml checks that). Stages are imported lazily, so
-``--help`` stays instant.
+the result into the run dir (storage/layout.py names its files) and tracks it. Each stage
+module also has ``check(config, run_dir)``: that stage's checks, run for every selected stage
+before the first one starts, so a bad value is refused before anything is built or written.
+Nothing below this package imports from it (an import-linter contract in pyproject.toml checks
+that). Stages are imported lazily, so ``--help`` stays instant.
 """
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from spelling_exp.config import Stage
+from spelling_exp.config import Config, Stage, selected_stages
 
+# In pipeline order, which is also the order their checks run in.
 STAGE_RUNNERS: dict[Stage, str] = {
     Stage.data: "spelling_exp.stages.data:run_data_stage",
     Stage.eval: "spelling_exp.stages.eval:run_eval_stage",
@@ -24,8 +28,37 @@ STAGE_RUNNERS: dict[Stage, str] = {
     Stage.compare: "spelling_exp.stages.compare:run_compare_stage",
     Stage.report: "spelling_exp.stages.report:run_report_stage",
 }
+# Stages that build (or reuse) the data artifacts before their own work (RunContext.prepare_data),
+# so the data stage's checks are theirs too.
+BUILDS_DATA = frozenset({Stage.data, Stage.eval, Stage.eval_base, Stage.eval_adapter, Stage.eval_control,
+                         Stage.train, Stage.train_control})
 
 
 def get_stage(name: str) -> Callable[[Any], Any]:
     module, _, func = STAGE_RUNNERS[Stage(name)].partition(":")
     return getattr(importlib.import_module(module), func)
+
+
+def check_model(config: Config) -> None:
+    """The model config, whatever the stages: thinking mode stays off, a GGUF file exists, random
+    weights are described completely."""
+    from spelling_exp.model.chat import check_thinking_disabled
+    from spelling_exp.model.resources import gguf_path
+    from spelling_exp.model.tiny import check_random_init
+
+    m = config.model
+    check_thinking_disabled(m.family, m.enable_thinking, m.chat_template_kwargs)
+    if m.gguf_file:
+        gguf_path(m.path, m.gguf_file)
+    check_random_init(m)
+
+
+def check(config: Config, run_dir: Path) -> None:
+    """Every selected stage's checks, before any stage runs. Pure: reads config and files, writes
+    nothing, loads no model; raises a SpellingExpError (one line naming the key and the fix)."""
+    stages = {Stage(s) for s in selected_stages(config)}
+    check_model(config)
+    modules = ["spelling_exp.stages.data"] if stages & BUILDS_DATA else []
+    modules += [STAGE_RUNNERS[s].partition(":")[0] for s in STAGE_RUNNERS if s in stages]
+    for module in dict.fromkeys(modules):  # eval_base and eval_adapter share one module, one check
+        importlib.import_module(module).check(config, run_dir)

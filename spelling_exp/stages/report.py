@@ -5,46 +5,53 @@ import json
 from pathlib import Path
 from typing import Any
 
-from spelling_exp.analysis.compare import (
-    COMPARISON_FILE,
-    compare_evals,
-    compare_with_control,
-    comparison_table,
-    read_comparison,
-)
+from spelling_exp.analysis.compare import compare_evals, compare_with_control, comparison_table, read_comparison
 from spelling_exp.analysis.report import write_report
+from spelling_exp.config import Config, Stage, selected_stages
 from spelling_exp.errors import ConfigError
 from spelling_exp.stages.context import RunContext
 from spelling_exp.storage.io import read_json
+from spelling_exp.storage.layout import RunLayout, eval_finished, metrics_file
+
+
+def check(config: Config, run_dir: Path) -> None:
+    """Without the compare stage in the same job, the report compares what is there: this run's
+    comparison, else the base and adapter evaluations (run earlier in the job, or given)."""
+    stages, layout, c = set(selected_stages(config)), RunLayout(run_dir), config.compare
+    if Stage.compare in stages or layout.comparison.is_file():
+        return
+    for stage, d in ((Stage.eval_base, layout.base_eval(c.base)), (Stage.eval_adapter, layout.adapter_eval(c.adapter))):
+        if not (stage in stages and d == layout.stage_dir(stage)) and not eval_finished(d):
+            raise ConfigError(f"stage=report: no comparison in {layout.compare} and no finished evaluation in {d}; "
+                              f"run compare (or {stage}) first")
 
 
 def run_report_stage(ctx: RunContext) -> Path:
-    run_dir, cfg = ctx.run_dir, ctx.cfg
-    cmp_path = run_dir / "compare" / COMPARISON_FILE
-    if cmp_path.is_file():
-        comparison = read_comparison(cmp_path)
-    elif (run_dir / "eval_control" / "metrics.json").is_file():
-        comparison = compare_with_control(run_dir / "eval_base", run_dir / "eval_adapter", run_dir / "eval_control",
-                                          cfg.compare.n_bootstrap, cfg.compare.seed)
+    run_dir, cfg, layout, c = ctx.run_dir, ctx.cfg, RunLayout(ctx.run_dir), ctx.cfg.compare
+    base, adapter, control_dir = (layout.base_eval(c.base), layout.adapter_eval(c.adapter),
+                                  layout.control_eval(c.control))
+    if layout.comparison.is_file():
+        comparison = read_comparison(layout.comparison)
+    elif control_dir:
+        comparison = compare_with_control(base, adapter, control_dir, c.n_bootstrap, c.seed)
     else:
-        comparison = compare_evals(run_dir / "eval_base", run_dir / "eval_adapter", cfg.compare.n_bootstrap,
-                                   cfg.compare.seed)
+        comparison = compare_evals(base, adapter, c.n_bootstrap, c.seed)
     base_dir, adapter_dir = Path(comparison["base_dir"]), Path(comparison["adapter_dir"])
     for d in (base_dir, adapter_dir):
-        if not (d / "metrics.json").is_file():
+        if not eval_finished(d):
             raise ConfigError(f"report: no evaluation in {d}")
-    adapter_path = run_dir / "train" / "adapter"
+    adapter_path = layout.adapter
     log_history: list[dict[str, Any]] = []
     train_info = None
     if (adapter_path / "training_log.json").is_file():
         log_history = json.loads((adapter_path / "training_log.json").read_text())
     if (adapter_path / "train_info.json").is_file():
         train_info = read_json(adapter_path / "train_info.json")
-    config_yaml = (run_dir / "resolved_config.yaml").read_text() if (run_dir / "resolved_config.yaml").exists() else ""
+    config_yaml = layout.resolved_config.read_text() if layout.resolved_config.exists() else ""
     title = cfg.report.title or f"spelling-exp: {cfg.experiment_name} ({cfg.model.name}, LoRA r={cfg.lora.r})"
-    control = read_json(Path(comparison["control_dir"]) / "metrics.json") if "control_dir" in comparison else None
-    out = write_report(run_dir, title, comparison, read_json(base_dir / "metrics.json"),
-                       read_json(adapter_dir / "metrics.json"), log_history, config_yaml, train_info,
+    control = read_json(metrics_file(comparison["control_dir"])) if "control_dir" in comparison else None
+    out = write_report(run_dir, title, comparison, read_json(metrics_file(base_dir)),
+                       read_json(metrics_file(adapter_dir)), log_history, config_yaml, train_info,
                        dpi=cfg.report.dpi, control=control)
     ctx.tracker.artifact(out, f"report-{run_dir.name}", "report")
     who = "base vs placebo vs spelling adapter" if control else "base vs LoRA adapter"

@@ -3,12 +3,19 @@ the placebo adapter (shuffled spellings, everything else identical) in <run_dir>
 The training curve goes to the tracker."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from spelling_exp.config import Spellings
+from spelling_exp.config import Config, Spellings, Stage
 from spelling_exp.stages.context import RunContext
+from spelling_exp.storage.layout import RunLayout
 from spelling_exp.tracking import Tracker
-from spelling_exp.training.recipe import TrainJob, TrainResult, train
+from spelling_exp.training.recipe import TrainJob, TrainResult, train, validate_train_config
+
+
+def check(config: Config, run_dir: Path) -> None:
+    """The training and LoRA config; an explicit train.resume must be a valid checkpoint."""
+    validate_train_config(config.train, config.lora)
 
 
 def log_train_record(tracker: Tracker, record: dict[str, Any], step: int, prefix: str = "train") -> None:
@@ -20,7 +27,7 @@ def log_train_record(tracker: Tracker, record: dict[str, Any], step: int, prefix
 def _train(ctx: RunContext, name: str, spellings: Spellings | None) -> TrainResult:
     c = ctx.cfg
     data = ctx.prepare_data(spellings)
-    job = TrainJob(c.model, c.lora, c.train, data.dir, ctx.run_dir / name, c.paths.cache_dir)
+    job = TrainJob(c.model, c.lora, c.train, data.dir, RunLayout(ctx.run_dir).stage_dir(name), c.paths.cache_dir)
     result = train(job, data.key, on_log=lambda record, step: log_train_record(ctx.tracker, record, step, name))
     if result.cache_hit:  # the curve belongs to this run too
         for record in result.log_history():
@@ -33,9 +40,9 @@ def _train(ctx: RunContext, name: str, spellings: Spellings | None) -> TrainResu
 
 
 def run_train_stage(ctx: RunContext) -> TrainResult:
-    return _train(ctx, "train", None)
+    return _train(ctx, Stage.train, None)
 
 
 def run_train_control_stage(ctx: RunContext) -> TrainResult:
     """The placebo arm: same seed, templates, words, steps; letters of each word shuffled."""
-    return _train(ctx, "train_control", Spellings.shuffled)
+    return _train(ctx, Stage.train_control, Spellings.shuffled)
