@@ -313,7 +313,7 @@ def test_sweep_values_sorted_numerically_and_seed_groups_in_order(tmp_path):
 @pytest.mark.parametrize("values, joined", [(("4", "16", "8"), True), (("adamw", "sgd", "lion"), False)])
 def test_sweep_plot_sorts_and_joins_only_numeric_values(monkeypatch, values, joined):
     figs = []
-    monkeypatch.setattr(sr, "_fig_png", lambda fig, dpi=110: figs.append(fig) or b"")
+    monkeypatch.setattr(sr, "fig_png", lambda fig, dpi=110: figs.append(fig) or b"")
     rows = [{"job": str(i), "params": {"p": sr._value(v)},
              "tasks": {t: {"base": 0.2, "adapter": 0.3, "diff": 0.1, "ci95": [0.0, 0.2], "p": 0.5,
                            "adapter_ci95": [0.2, 0.4], "base_ci95": [0.1, 0.3]} for t in TASKS}}
