@@ -144,7 +144,7 @@ def test_compare_two_evaluations(reference, random_adapter, tmp_path):
     for task in ("position", "count"):
         s = c["tasks"][task]["strict"]
         # one reply per question: scores are 0/1, so McNemar's exact test, Holm-adjusted
-        assert s["n"] == 6 and s["test"] == "mcnemar_exact" and 0 <= s["p"] <= s["p_holm"] <= 1
+        assert s["n"] == 6 and s["test"] == "sign_flip" and 0 <= s["p"] <= s["p_holm"] <= 1
         assert s["analysis"] == "primary" and c["tasks"][task]["lenient"]["analysis"] == "exploratory"
         assert s["ci95"][0] <= s["diff"] <= s["ci95"][1]
         assert s["diff"] == pytest.approx(s["adapter"] - s["base"])
