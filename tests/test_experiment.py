@@ -42,7 +42,8 @@ def test_smoke_experiment_end_to_end(smoke_run):
     assert set(c["tasks"]) == {"position", "count"}
     for e in c["tasks"].values():
         assert 0 <= e["strict"]["p"] <= e["strict"]["p_holm"] <= 1 and "verdict" in e
-        assert e["strict"]["analysis"] == "primary" and e["strict"]["test"] == "sign_flip"  # clustered by word: sign flips of whole words
+        # every scope is clustered by word: the sign-flip test over whole words
+        assert e["strict"]["analysis"] == "primary" and e["strict"]["test"] == "sign_flip"
     assert "== Answer: base vs LoRA adapter" in r.stdout and "Holm p" in r.stdout
     html = (out / "report" / "report.html").read_text()
     assert html.index("<h2>Answer</h2>") < html.index("<h2>Plots</h2>") < html.index("<h2>Config</h2>")
