@@ -14,11 +14,6 @@ from spelling_exp.storage.io import atomic_write_text
 from spelling_exp.storage.layout import RunLayout, SweepLayout, control_expected, eval_finished
 
 
-def control_eval_dir(ctx: RunContext) -> Path | None:
-    """The placebo adapter's evaluation: compare.control, else this run's eval_control if it finished."""
-    return RunLayout(ctx.run_dir).control_eval(ctx.cfg.compare.control)
-
-
 def check(config: Config, run_dir: Path) -> None:
     """The evaluations to compare are finished, or run earlier in the same job: compare.base /
     compare.adapter / compare.control as given, else this run's eval_base and eval_adapter. With
@@ -57,9 +52,9 @@ def run_compare_stage(ctx: RunContext) -> dict[str, Any]:
     c, layout = ctx.cfg.compare, RunLayout(ctx.run_dir)
     base, adapter = layout.base_eval(c.base), layout.adapter_eval(c.adapter)
     plan = analysis_plan(ctx)
-    control = Path(c.control) if c.control else layout.eval_control
-    result = compare_arms(base, adapter, control, plan, n_boot=c.n_bootstrap, seed=c.seed)
-    control = "control" in result
+    control_dir = Path(c.control) if c.control else layout.eval_control
+    result = compare_arms(base, adapter, control_dir, plan, n_boot=c.n_bootstrap, seed=c.seed)
+    control = "control" in result  # compare_arms decided whether the control arm is in the comparison
     out = layout.compare
     write_comparison(result, out)
     table = comparison_table(result)
