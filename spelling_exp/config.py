@@ -419,9 +419,12 @@ class CompareConfig:
 @dataclass
 class PlanningConfig:
     """What the a-priori MDE assumes (analysis/plan.py; `python -m spelling_exp.plan`): the sd of a
-    question's difference between the arms (one reply, one seed; 0/1 scores near 50% give ~0.6) and
-    the sd of an arm's accuracy across training seeds (never measured before the study: 1 point)."""
+    question's difference between the arms (one reply, one seed; 0/1 scores near 50% give ~0.6),
+    the share of its variance that is noise (reply sampling, seed x question interaction: it
+    averages out over replies and seeds; the rest is how much the effect differs between words),
+    and the sd of an arm's accuracy across training seeds (never measured before the study: 1 point)."""
     question_sd: float = 0.6
+    noise_share: float = 0.8
     seed_sd: float = 0.01
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from spelling_exp.analysis.compare import compare_arms, verdict
 from spelling_exp.analysis.plan import check_plan, design_table, resolve_plan
-from spelling_exp.config import AnalysisConfig
+from spelling_exp.config import AnalysisConfig, PlanningConfig
 from spelling_exp.errors import ConfigError
 
 
@@ -55,3 +55,41 @@ def test_design_table_needs_more_for_three_points_than_for_five():
     n3, n5 = t["needed"]["3"], t["needed"]["5"]
     assert n5 is not None and (n3 is None or n3["seeds"] * n3["questions"] >= n5["seeds"] * n5["questions"])
     assert t["grid"]["5x500"] < t["grid"]["3x500"] and t["grid"]["5x1000"] < t["grid"]["5x500"]
+    assert all(need["seeds"] > 1 for need in t["needed"].values() if need)  # one seed is one adapter
+
+
+def test_more_replies_and_seeds_shrink_only_the_noise_part_of_a_question():
+    plan = resolve_plan(AnalysisConfig(), True)
+    one = design_table(500, 5, 1, plan)["mde"]
+    five = design_table(500, 5, 5, plan)["mde"]
+    no_noise = resolve_plan(AnalysisConfig(planning=PlanningConfig(noise_share=0.0)), True)
+    assert five < one  # replies average out the noise part
+    assert design_table(500, 5, 5, no_noise)["mde"] == pytest.approx(design_table(500, 5, 1, no_noise)["mde"])
+
+
+def test_the_planning_command_reads_the_design_a_preset_would_run(capsys):
+    from spelling_exp.plan import design, main
+
+    d = design(["+experiment=spelling_lora"])
+    assert (d["seeds"], d["questions_per_task"], d["samples"], d["control_trained"]) == (5, 500, 5, True)
+    assert d["plan"]["primary_contrast"] == "spelling_vs_placebo"
+    assert design(["+experiment=study_cpu"])["seeds"] == 3
+    assert design(["+experiment=quickstart_control", "train.seed=0,1,2,3"])["seeds"] == 4
+    assert design(["+experiment=quickstart"])["seeds"] == 1
+    assert main(["+experiment=spelling_lora"]) == 0
+    out = capsys.readouterr().out
+    mde = design_table(500, 5, 5, d["plan"])["mde"]
+    assert f"{100 * mde:.1f} points" in out and "To detect 3 points" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["+experiment=nope"], "experiment/nope"),
+    (["eval.n_questions=0"], "eval.n_questions"),
+    (["analysis.planning.noise_share=1.5"], "analysis.planning.noise_share"),
+])
+def test_the_planning_command_refuses_bad_input_in_one_line(args, message, capsys):
+    from spelling_exp.plan import main
+
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1

@@ -93,3 +93,30 @@ def test_only_a_sweep_over_seeds_is_a_study():
     assert is_study(rows, ["train.seed"]) and is_study(rows, ["data.examples.seed", "train.seed"])
     assert not is_study(rows, ["lora.r"]) and not is_study(rows, ["lora.r", "train.seed"]) and not is_study(rows[:1],
                                                                                                           ["train.seed"])
+
+
+@pytest.mark.slow
+def test_the_cpu_study_preset_alone_launches_every_seed_and_pools_them(tmp_path, cache_dir):
+    """`+experiment=study_cpu` is a multirun by itself (hydra.mode: MULTIRUN in the preset): one job
+    per seed, spelling + placebo each, one shared base evaluation, the study at the end. Real
+    SmolLM2 at toy size (2 seeds here, 3 in the preset)."""
+    from helpers import run_cli
+
+    r = run_cli("+experiment=study_cpu", "data=small", "data.examples.n_train=256", "data.examples.n_val=32",
+                "train.max_steps=4", "train.batch_size=4", "train.save_steps=2", "eval.n_questions=6",
+                "eval.max_new_tokens=32", "logger=none", "train.seed=0,1",
+                f"paths.multirun_root={tmp_path}", cache=cache_dir)
+    assert r.returncode == 0, r.stderr[-3000:]
+    sweep = tmp_path / "study_cpu" / "seeds"
+    study = json.loads((sweep / "study" / "study.json").read_text())
+    assert study["n_seeds"] == 2 and study["plan"]["primary_contrast"] == "spelling_vs_placebo"
+    primary = study["contrasts"]["spelling_vs_placebo"]["position"]
+    assert len(primary["per_seed"]) == 2 and "ci" in primary and "tost_p" in primary
+    # the training words follow the seed, the questions do not
+    words = [{json.loads(x)["word"] for x in (sweep / j / "data" / "examples_train.jsonl").read_text().splitlines()}
+             for j in ("0", "1")]
+    assert words[0] != words[1]
+    assert ((sweep / "0" / "eval_base" / "questions.jsonl").read_bytes()
+            == (sweep / "1" / "eval_base" / "questions.jsonl").read_bytes())
+    assert "reused from cache" in (sweep / "1" / "study_cpu.log").read_text()
+    assert "The study: the training method over seeds" in (sweep / "comparison.md").read_text()
