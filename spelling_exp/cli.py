@@ -25,9 +25,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from spelling_exp import status
-from spelling_exp.config import Config, Stage, register_configs, secret_keys, selected_stages, unknown_keys
-from spelling_exp.errors import ConfigError, Interrupted, SpellingExpError, TrainingInterrupted, raise_interrupted
+from spelling_exp.config import Config, Stage, conf_dir, register_configs, secret_keys, selected_stages
+from spelling_exp.errors import Interrupted, SpellingExpError, TrainingInterrupted, raise_interrupted
 from spelling_exp.jobs import finished, job_config_sha, write_result, write_running
+from spelling_exp.stages import check_composed, validate
 from spelling_exp.stages.context import RunContext
 from spelling_exp.storage.io import atomic_write_text
 from spelling_exp.storage.layout import RunLayout, SweepLayout
@@ -36,33 +37,7 @@ from spelling_exp.tracking import make_tracker, stable_run_id
 log = logging.getLogger("spelling_exp")
 
 
-def conf_dir() -> str:
-    """conf/ of a source checkout (or editable install), else the copy the wheel ships inside the package.
-
-    Absolute: with `python -m`, Hydra would resolve a relative path inside the package.
-    """
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "conf", here / "conf"):
-        if (candidate / "config.yaml").is_file():
-            return str(candidate)
-    raise RuntimeError(f"spelling_exp: no conf/config.yaml beside {here}; reinstall the package")
-
-
 register_configs()
-
-
-def check_composed(cfg: DictConfig) -> None:
-    """What Hydra composes without complaint but must not run: secrets in config, unknown `+keys`."""
-    secrets = secret_keys(cfg)
-    if secrets:
-        if secrets[0].endswith("api_key_env"):
-            raise ConfigError(f"{secrets[0]}: must be the NAME of the environment variable that holds the key "
-                              "(e.g. OPENAI_API_KEY), never the key itself; export the key and name its variable")
-        raise ConfigError(f"{secrets[0]}: secrets are read from the environment only (WANDB_API_KEY for W&B, "
-                          "HF_TOKEN for the hub), never from config; remove the override")
-    unknown = unknown_keys(cfg)
-    if unknown:
-        raise ConfigError(f"unknown key {unknown[0]}: spelling_exp/config.py has no such setting")
 
 
 def scrub_hydra_records(cfg: DictConfig, keys: list[str]) -> None:
@@ -78,20 +53,6 @@ def scrub_hydra_records(cfg: DictConfig, keys: list[str]) -> None:
             for v in values:
                 text = text.replace(v, "<redacted>")
             atomic_write_text(f, text)
-
-
-def validate(cfg: DictConfig, run_dir: Path) -> Config:
-    """Every check before any work: the composed config, then each selected stage's own check
-    (stages/*.py::check). Pure: writes nothing, loads no model; raises a SpellingExpError, one line.
-    Returns the typed config the stages run on."""
-    from spelling_exp.stages import check
-
-    check_composed(cfg)
-    # Stages get plain typed dataclasses: DictConfig attribute access is ~20 us, which
-    # dominated the data build when used in per-token loops.
-    config: Config = OmegaConf.to_object(cfg)
-    check(config, run_dir)
-    return config
 
 
 def status_requested(args: list[str]) -> bool:

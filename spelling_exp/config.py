@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -494,6 +495,18 @@ def _sweep_name(sweep_id: Any) -> str:
     from datetime import datetime
 
     return str(sweep_id) if sweep_id not in (None, "", "None", "null") else datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def conf_dir() -> str:
+    """conf/ of a source checkout (or editable install), else the copy the wheel ships inside the package.
+
+    Absolute: with `python -m`, Hydra would resolve a relative path inside the package.
+    """
+    here = Path(__file__).resolve().parent  # spelling_exp/
+    for candidate in (here.parent / "conf", here / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return str(candidate)
+    raise RuntimeError(f"spelling_exp: no conf/config.yaml beside {here}; reinstall the package")
 
 
 def register_configs() -> None:

@@ -47,9 +47,9 @@ def design(overrides: list[str]) -> dict[str, Any]:
     from omegaconf import OmegaConf, open_dict, read_write
 
     from spelling_exp.analysis.plan import resolve_plan
-    from spelling_exp.cli import conf_dir, validate
-    from spelling_exp.config import Stage, register_configs, selected_stages
+    from spelling_exp.config import Stage, conf_dir, register_configs, selected_stages
     from spelling_exp.evaluation.questions import validate_eval_config
+    from spelling_exp.stages import validate
     from spelling_exp.storage.layout import control_expected
 
     register_configs()
@@ -82,7 +82,8 @@ def table(d: dict[str, Any]) -> str:
     a = t["assumptions"]
     lines = [
         f"Design of {d['experiment']}: {d['seeds']} training seed(s) x {d['questions_per_task']} questions per task "
-        f"x {d['samples']} reply(ies); primary contrast {CONTRASTS[d['plan']['primary_contrast']]}; plan {d['plan']['hash']}.",
+        f"x {d['samples']} reply(ies); primary contrast {CONTRASTS[d['plan']['primary_contrast']]}; "
+        f"plan {d['plan']['hash']}.",
         f"Assumed: a question's one-reply difference sd {a['question_sd']:g} ({100 * a['noise_share']:g}% of its "
         f"variance noise that averages out over replies and seeds), seed sd {100 * a['seed_sd']:g} points "
         "(analysis.planning.*).",

@@ -2,7 +2,7 @@
 written to the run dir or the cache, no secret left behind, no traceback, exit 2.
 
 The table runs in-process: the config composed exactly as the CLI composes it, then the pure
-checks the CLI runs before the first stage (cli.validate: secrets and unknown keys, then every
+checks the CLI runs before the first stage (stages.validate: secrets and unknown keys, then every
 selected stage's own check, stages/*.py::check). A few real CLI runs check what only a process
 shows: exit 2, exactly one line on stderr, no traceback or Hydra trailer, no run dir, and no
 refused secret left in the records Hydra writes before any check can run.
@@ -11,8 +11,8 @@ import pytest
 from helpers import compose_config, run_cli
 from hydra.errors import HydraException
 
-from spelling_exp.cli import validate
 from spelling_exp.errors import SpellingExpError
+from spelling_exp.stages import validate
 
 DATA_TRAIN = ["stages=[data,train]"]
 DATA_EVAL = ["stages=[data,eval_base]"]

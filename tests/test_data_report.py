@@ -194,7 +194,7 @@ def _job(sweep, num, overrides, name, categories, separators, acc, base=0.2):
     tasks = {t: {"strict": {"n": 100, "base": base, "adapter": a, "diff": a - base, "ci95": [a - base - 0.1,
                                                                                              a - base + 0.1],
                             "p": 0.5, "test": "mcnemar_exact"},
-                 "lenient": {"diff": 0.0}, "no_answer": {"base": 0.1, "adapter": 0.1}}
+                 "format": {"no_answer": {"diff": 0.0}}, "no_answer": {"base": 0.1, "adapter": 0.1}}
              for t, a in (("position", acc), ("count", acc / 2))}
     (j / "eval_adapter" / "metrics.json").write_text(json.dumps(
         {"tasks": {t: {"accuracy": {"ci95": [e["strict"]["adapter"] - 0.05, e["strict"]["adapter"] + 0.05]}}

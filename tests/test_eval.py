@@ -49,7 +49,7 @@ def test_eval_end_to_end(reference):
         t = m["tasks"][task]
         assert t["replies"] == 6 and 0 <= t["accuracy"]["rate"] <= 1
         assert t["accuracy"]["ci95"][0] <= t["accuracy"]["rate"] <= t["accuracy"]["ci95"][1]
-        assert {"no_answer", "spelled_out", "lenient_accuracy", "by_word_length", "by_word_tokens"} <= t.keys()
+        assert {"no_answer", "spelled_out", "right_only_in_spelling", "by_word_length", "by_word_tokens"} <= t.keys()
     assert "mae" in m["tasks"]["count"] and "by_k" in m["tasks"]["position"]
     assert "| position | 6 |" in stdout and "accuracy (strict)" in stdout
     assert (d / "metrics.md").read_text().count("|") > 10
@@ -145,7 +145,7 @@ def test_compare_two_evaluations(reference, random_adapter, tmp_path):
         s = c["tasks"][task]["strict"]
         # one reply per question: scores are 0/1, so McNemar's exact test, Holm-adjusted
         assert s["n"] == 6 and s["test"] == "sign_flip" and 0 <= s["p"] <= s["p_holm"] <= 1
-        assert s["analysis"] == "primary" and c["tasks"][task]["lenient"]["analysis"] == "exploratory"
+        assert s["analysis"] == "primary" and c["tasks"][task]["format"]["no_answer"]["analysis"] == "exploratory"
         assert s["ci95"][0] <= s["diff"] <= s["ci95"][1]
         assert s["diff"] == pytest.approx(s["adapter"] - s["base"])
         assert "verdict" in c["tasks"][task]

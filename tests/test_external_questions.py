@@ -274,7 +274,7 @@ def test_occurrence_goes_through_metrics_comparison_and_report(tmp_path, base_ev
                          {**identity, "adapter": "a"})
     assert list(base["tasks"]) == ["position", "count", "occurrence"]
     occ = adapter["tasks"]["occurrence"]
-    assert occ["questions"] == 5 and occ["accuracy"]["k"] == 3 and occ["lenient_accuracy"]["k"] == 3
+    assert occ["questions"] == 5 and occ["accuracy"]["k"] == 3 and occ["right_only_in_spelling"]["k"] == 0
     assert set(occ["by_stratum"]) == {"first", "last"} and "mae" in occ and "by_k" in occ
     c = compare_evals(tmp_path / "base", tmp_path / "adapter", n_boot=200)
     assert list(c["tasks"]) == ["position", "count", "occurrence"] and c["primary"] == ["position", "count"]

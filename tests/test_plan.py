@@ -93,3 +93,14 @@ def test_the_planning_command_refuses_bad_input_in_one_line(args, message, capsy
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_the_planning_command_imports_no_ml_stack():
+    import subprocess
+    import sys
+
+    code = ("import sys; from spelling_exp.plan import main; rc = main(['+experiment=spelling_lora']); "
+            "assert rc == 0; heavy = {'torch', 'transformers', 'peft', 'trl', 'wandb'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -33,7 +33,7 @@ def _metrics(shift: int = 0) -> dict:
                12: (5, 27), 13: (1, 6), 14: (0, 3), 15: (1, 2)}
     ks = {1: (19, 50), 2: (1, 7), 3: (0, 6), 4: (2, 9), 5: (1, 10), 6: (2, 11), 7: (1, 9), 8: (0, 12), 9: (2, 14),
           10: (0, 3), 11: (1, 8), 12: (0, 11)}
-    common = {"accuracy": _bin(26 + shift, 150), "lenient_accuracy": _bin(28 + shift, 150),
+    common = {"accuracy": _bin(26 + shift, 150), "right_only_in_spelling": _bin(28 + shift, 150),
               "no_answer": _bin(35, 150), "spelled_out": _bin(2 + shift, 150), "ambiguous": _bin(1, 150),
               "truncated": _bin(0, 150), "questions": 150, "replies": 150, "some_future_key": {"x": {"y": 1}}}
     position = {**common, "by_word_length": _bins({k: (a + shift % 2, n) for k, (a, n) in lengths.items()}),
@@ -51,7 +51,7 @@ def _metrics(shift: int = 0) -> dict:
              "mae": 2.5, "baselines": {"best": "constant 1", "rules": {"constant 1": {"n": 150, "k": 38,
                                                                                       "rate": 38 / 150}}}}
     m = {"meta": {"model": "tiny", "split": "test", "n_samples": 1, "sampling": {"greedy": False, "temperature": 0.6}},
-         "overall": {"accuracy": _bin(48, 300), "lenient_accuracy": _bin(50, 300)},
+         "overall": {"accuracy": _bin(48, 300), "right_only_in_spelling": _bin(50, 300)},
          "tasks": {"position": position, "count": count}}
     return json.loads(json.dumps(m, sort_keys=True))
 
@@ -67,15 +67,21 @@ def _comparison() -> dict:
     """A comparison.json entry set that both the older and the newer comparison tables can read."""
     tasks = {}
     for t in TASKS:
-        tasks[t] = {"strict": _paired(0.17, 0.21), "lenient": _paired(0.17, 0.25, analysis="exploratory"),
+        tasks[t] = {"strict": _paired(0.17, 0.21), "format": _format(),
                     "no_answer": {"base": 0.23, "adapter": 0.36}, "spelled_out": {"base": 0.01, "adapter": 0.15},
                     "ambiguous": {"base": 0.0, "adapter": 0.01}, "truncated": {"base": 0.0, "adapter": 0.0},
                     "best_baseline": {"name": "constant 1", "rate": 0.25},
                     "verdict": f"{t}: no significant difference (+4.0 points)."}
     return {"base_dir": "../eval_base", "adapter_dir": "../eval_adapter", "tasks": tasks, "primary": list(TASKS),
             "alpha": 0.05, "power": 0.8, "mde_alpha": 0.025,
-            "overall": {"strict": _paired(0.16, 0.157, 300, "exploratory"),
-                        "lenient": _paired(0.16, 0.19, 300, "exploratory")}}
+            "overall": {"strict": _paired(0.16, 0.157, 300, "exploratory"), "format": _format(300)}}
+
+
+def _format(n: int = 150) -> dict:
+    return {"answered_accuracy": {"base": {"n": n - 30, "rate": 0.22}, "adapter": {"n": n - 50, "rate": 0.3}},
+            "both_answered": _paired(0.22, 0.3, n - 60, "exploratory"),
+            "bounds": {"worst": _paired(0.4, 0.21, n, "exploratory"), "best": _paired(0.17, 0.57, n, "exploratory")},
+            "no_answer": _paired(0.23, 0.36, n, "exploratory")}
 
 
 class _Tables(HTMLParser):
@@ -224,7 +230,7 @@ def test_report_html_is_self_contained_with_every_plot_inlined(run_report):
 
 
 def test_report_tolerates_missing_breakdowns_and_training(tmp_path):
-    base = {"tasks": {"position": {"accuracy": _bin(3, 10), "lenient_accuracy": _bin(3, 10),
+    base = {"tasks": {"position": {"accuracy": _bin(3, 10), "right_only_in_spelling": _bin(3, 10),
                                    "no_answer": _bin(1, 10), "spelled_out": _bin(0, 10)}}}
     c = _comparison()
     del c["tasks"]["count"]
@@ -243,7 +249,7 @@ def _fake_job(sweep: Path, num: int, overrides: list[str], adapter_acc: float, b
     tasks = {}
     for t in TASKS:
         s = _paired(base_acc, adapter_acc, 100)
-        tasks[t] = {"strict": s, "lenient": {**s, "diff": 0.0}, "no_answer": {"base": 0.1, "adapter": 0.1}}
+        tasks[t] = {"strict": s, "format": _format(100), "no_answer": {"base": 0.1, "adapter": 0.1}}
     for side, acc in (("eval_base", base_acc), ("eval_adapter", adapter_acc)):
         (j / side).mkdir()
         (j / side / "metrics.json").write_text(json.dumps(

@@ -131,7 +131,7 @@ def _fake_job(sweep, num, overrides, adapter_acc, base_acc=0.2, split="validatio
         tasks[t] = {"strict": {"n": 100, "base": base_acc, "adapter": adapter_acc, "diff": adapter_acc - base_acc,
                                "ci95": [adapter_acc - base_acc - 0.1, adapter_acc - base_acc + 0.1], "p": 0.5,
                                "test": "mcnemar_exact"},
-                    "lenient": {"diff": 0.0}, "no_answer": {"base": 0.1, "adapter": 0.1}}
+                    "format": {"no_answer": {"diff": 0.0}}, "no_answer": {"base": 0.1, "adapter": 0.1}}
     (j / "eval_adapter" / "metrics.json").write_text(json.dumps(
         {"tasks": {t: {"accuracy": {"ci95": [adapter_acc - 0.05, adapter_acc + 0.05]}} for t in tasks},
          "meta": {"split": split}}))

@@ -9,8 +9,12 @@ and both evaluations answered the same questions, so everything is paired per qu
   sign-flip permutation test over per-question differences when questions have several replies
   or are clustered (`overall`). The test used is recorded beside its p.
 - Primary analysis, declared: strict accuracy on position and on count, co-primary, with a Holm
-  correction over the two. Everything else (the lenient reading, the `overall` scope, strata
-  and breakdowns, every row of a sweep) is exploratory and labelled so.
+  correction over the two. Everything else (the `overall` scope, strata and breakdowns, every
+  row of a sweep) is exploratory and labelled so.
+- Answer format (exploratory): strict accuracy is the only accuracy. Beside it: accuracy among
+  answered questions, the paired difference on the questions both models answered, worst/best
+  bounds for the unanswered replies, and a paired test of the no-answer rate. The parser's
+  reading of a spelled-out word is no longer credited as accuracy anywhere.
 - Minimum detectable effect: the difference this n could detect with 80% power at Holm's
   strictest level (alpha / 2 for two co-primary tasks), from the observed discordance, so a
   "no significant difference" says how large a difference it could have seen.
@@ -70,12 +74,54 @@ def _check_comparable(base_dir: Path, adapter_dir: Path, mb: dict[str, Any], ma:
                           "a paired comparison needs both evaluated the same way")
 
 
-def _per_question(pred_path: Path, field: str) -> dict[str, float]:
-    """Mean of ``field`` over each question's replies."""
-    sums: dict[str, list[float]] = {}
+def _per_question(pred_path: Path) -> dict[str, dict[str, float | None]]:
+    """Per question, over its replies: the share right (strict), the share with no parseable
+    answer, the share right or unanswered (the best case for unanswered replies), and the share
+    right among the answered ones (None when none was answered)."""
+    replies: dict[str, list[tuple[bool, bool]]] = {}
     for r in iter_jsonl(pred_path):
-        sums.setdefault(r["id"], []).append(float(r[field]))
-    return {k: sum(v) / len(v) for k, v in sums.items()}
+        replies.setdefault(r["id"], []).append((bool(r["correct"]), r["parsed"] is not None))
+    out: dict[str, dict[str, float | None]] = {}
+    for i, v in replies.items():
+        right, answered = sum(c for c, _ in v), sum(a for _, a in v)
+        out[i] = {"correct": right / len(v), "no_answer": 1 - answered / len(v),
+                  "correct_or_unanswered": (right + len(v) - answered) / len(v),
+                  "correct_among_answered": right / answered if answered else None}
+    return out
+
+
+def _field(per_question: dict[str, dict[str, float | None]], key: str) -> dict[str, float]:
+    return {i: v[key] for i, v in per_question.items() if v[key] is not None}
+
+
+def answer_format(ids: list[str], a: dict[str, dict[str, float | None]], b: dict[str, dict[str, float | None]],
+                  words: dict[str, str], n_boot: int, seed: int) -> dict[str, Any]:
+    """How much the strict difference depends on replies the parser could not read (exploratory):
+
+    - ``answered_accuracy``: each model's accuracy over the questions it answered at least once
+      (not paired: the two sets differ);
+    - ``both_answered``: the paired difference on the questions both answered (accuracy among the
+      answered replies);
+    - ``bounds``: the difference if every unanswered reply were wrong for b and right for a
+      (``worst``) and the reverse (``best``): whatever the unreadable replies meant, the true
+      difference lies between;
+    - ``no_answer``: the paired difference in the no-answer rate, with its own test."""
+    def among(d: dict[str, dict[str, float | None]]) -> dict[str, Any]:
+        vals = [d[i]["correct_among_answered"] for i in ids if d[i]["correct_among_answered"] is not None]
+        return {"n": len(vals), "rate": sum(vals) / len(vals) if vals else None}
+
+    both = [i for i in ids if a[i]["correct_among_answered"] is not None and b[i]["correct_among_answered"] is not None]
+    out: dict[str, Any] = {"answered_accuracy": {"base": among(a), "adapter": among(b)}}
+    if both:
+        out["both_answered"] = _paired(both, _field(a, "correct_among_answered"), _field(b, "correct_among_answered"),
+                                       words, n_boot, seed, "exploratory")
+    out["bounds"] = {
+        "worst": _paired(ids, _field(a, "correct_or_unanswered"), _field(b, "correct"), words, n_boot, seed,
+                         "exploratory"),
+        "best": _paired(ids, _field(a, "correct"), _field(b, "correct_or_unanswered"), words, n_boot, seed,
+                        "exploratory")}
+    out["no_answer"] = _paired(ids, _field(a, "no_answer"), _field(b, "no_answer"), words, n_boot, seed, "exploratory")
+    return out
 
 
 def _paired(ids: list[str], base: dict[str, float], adapter: dict[str, float], words: dict[str, str] | None,
@@ -94,6 +140,17 @@ def _paired(ids: list[str], base: dict[str, float], adapter: dict[str, float], w
             "base_only_correct": sum(1 for x, y in zip(a, b) if x > y),
             "adapter_only_correct": sum(1 for x, y in zip(a, b) if y > x),
             "discordance": discordance, "analysis": analysis}
+
+
+def _readings(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every paired reading of a scope (strict, clean, the answer-format ones), at any depth."""
+    found = []
+    for v in entry.values():
+        if isinstance(v, dict) and "d" in v:
+            found.append(v)
+        elif isinstance(v, dict):
+            found.extend(_readings(v))
+    return found
 
 
 def ordered_tasks(c: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -148,19 +205,18 @@ def compare_evals(base_dir: Path, adapter_dir: Path, n_boot: int = 10000, seed: 
                            "clustering": "word"}
     if plan:
         out["plan"] = plan
-    readings = {field: (_per_question(base_dir / "predictions.jsonl", field),
-                        _per_question(adapter_dir / "predictions.jsonl", field))
-                for field in ("correct", "lenient_correct")}
+    pa, pb = _per_question(base_dir / "predictions.jsonl"), _per_question(adapter_dir / "predictions.jsonl")
+    correct = (_field(pa, "correct"), _field(pb, "correct"))
     for scope in [*tasks, "overall"]:
         ids = sorted(i for i, q in qa.items() if scope == "overall" or q["task"] == scope)
         clusters = words  # questions about one word move together: every scope is clustered by word
-        strict = _paired(ids, *readings["correct"], clusters, n_boot, seed,
+        strict = _paired(ids, *correct, clusters, n_boot, seed,
                          "primary" if scope in out["primary"] else "exploratory")
-        lenient = _paired(ids, *readings["lenient_correct"], clusters, n_boot, seed, "exploratory")
-        entry: dict[str, Any] = {"strict": strict, "lenient": lenient}
+        # the strict reading is the only accuracy; what unreadable replies could change is bounded here
+        entry: dict[str, Any] = {"strict": strict, "format": answer_format(ids, pa, pb, words, n_boot, seed)}
         clean = [i for i in ids if qa[i].get("contamination") == "clean"]
         if clean and len(clean) < len(ids):  # hold-out words with no trained word inside or around them
-            entry["clean"] = _paired(clean, *readings["correct"], clusters, n_boot, seed, "exploratory")
+            entry["clean"] = _paired(clean, *correct, clusters, n_boot, seed, "exploratory")
         if scope == "overall":
             out["overall"] = entry
             continue
@@ -181,11 +237,10 @@ def compare_evals(base_dir: Path, adapter_dir: Path, n_boot: int = 10000, seed: 
         s["tost_p"] = min(1.0, len(primary) * tost(s["diff"], s["se"], s["df"], sesoi))
         s["sesoi"] = sesoi
     for e in [*out["tasks"].values(), out["overall"]]:
-        for reading in e.values():
-            if isinstance(reading, dict) and "d" in reading:
-                reading["mde80"] = mde_sign_flip(reading.pop("d"), reading.pop("clusters"),
-                                                 alpha=level if reading is e["strict"] and reading.get("analysis") ==
-                                                 "primary" else alpha, power=power)
+        for reading in _readings(e):
+            reading["mde80"] = mde_sign_flip(reading.pop("d"), reading.pop("clusters"),
+                                             alpha=level if reading is e["strict"] and reading.get("analysis") ==
+                                             "primary" else alpha, power=power)
     for t, e in out["tasks"].items():
         e["verdict"] = verdict(t, e["strict"], names, alpha)
     out["names"] = list(names)
@@ -308,6 +363,32 @@ def three_way_table(c: dict[str, Any]) -> list[str]:
     return lines
 
 
+def format_table(c: dict[str, Any]) -> list[str]:
+    """Exploratory: how much the strict difference depends on replies the parser could not read,
+    and the clean hold-out words, as Markdown lines."""
+    names = c.get("names", ["base", "adapter"])
+    lines = [f"**Exploratory: answer format** ({names[0]} → {names[1]}). Strict accuracy is the only accuracy; "
+             "these say how far unreadable replies could move it.", "",
+             "| task | no answer [paired diff, p] | accuracy among answered | both answered: n, diff [95% CI] | "
+             "bounds for unanswered: worst, best | clean words: n, diff [95% CI] | ambiguous | spells word out | "
+             "truncated |", "|---|---|---|---|---|---|---|---|---|"]
+    for task, e in ordered_tasks(c):
+        f = e.get("format")
+        if f is None:  # a comparison written before the answer-format readings
+            lines.append(f"| {task} | (compared by an older version: compare again) | | | | | | | |")
+            continue
+        na, aa, ba = f["no_answer"], f["answered_accuracy"], f.get("both_answered")
+        acc = " → ".join(_pct(aa[k]["rate"]) if aa[k]["rate"] is not None else "n/a" for k in ("base", "adapter"))
+        both = f"{ba['n']}: {_diff(ba)}" if ba else "none"
+        bounds = f"{100 * f['bounds']['worst']['diff']:+.1f}, {100 * f['bounds']['best']['diff']:+.1f}"
+        cl = e.get("clean")
+        clean = f"{cl['n']}: {_diff(cl)}" if cl else "all clean"
+        cells = [f"{_pct(e[k]['base'])} → {_pct(e[k]['adapter'])}" for k in ("ambiguous", "spelled_out", "truncated")]
+        lines.append(f"| {task} | {_pct(na['base'])} → {_pct(na['adapter'])} [{100 * na['diff']:+.1f}, "
+                     f"p={na['p']:.3g}] | {acc} | {both} | {bounds} | {clean} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def comparison_table(c: dict[str, Any]) -> str:
     """The answer (primary rows first; spelling vs placebo when the control arm ran), then the
     exploratory readings, as Markdown."""
@@ -339,15 +420,7 @@ def comparison_table(c: dict[str, Any]) -> str:
                  "contradicts the Holm verdict; TOST p: equivalence within ±"
                  f"{100 * c.get('sesoi', 0.03):g} points. Questions are clustered by word in every test and interval. "
                  "Everything else is exploratory.")
-    lines += ["", "**Exploratory**: answer format, the lenient reading and the clean hold-out words (base → adapter)",
-              "", "| task | lenient accuracy | lenient diff [95% CI] | clean words: n, strict accuracy, diff "
-              "[95% CI] | no answer | ambiguous | spells word out | truncated |", "|---|---|---|---|---|---|---|---|"]
-    for task, e in ordered_tasks(c):
-        le = e["lenient"]
-        cells = [f"{_pct(e[k]['base'])} → {_pct(e[k]['adapter'])}"
-                 for k in ("no_answer", "ambiguous", "spelled_out", "truncated")]
-        lenient = f"{_pct(le['base'])} → {_pct(le['adapter'])}"
-        cl = e.get("clean")
-        clean = f"{cl['n']}: {_pct(cl['base'])} → {_pct(cl['adapter'])}, {_diff(cl)}" if cl else "all clean"
-        lines.append(f"| {task} | {lenient} | {_diff(le)} | {clean} | " + " | ".join(cells) + " |")
+    if "control" in c:  # the primary contrast's own sensitivity first
+        lines += ["", *format_table(c["control"]["spelling_vs_placebo"])]
+    lines += ["", *format_table(c)]
     return "\n".join(lines) + "\n"

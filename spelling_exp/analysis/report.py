@@ -223,10 +223,7 @@ def plot_accuracy_by_task(base, adapter, control=None) -> Any:
             inside = r >= 0.07
             ax.text(x, 0.01 if inside else r + 0.01, f"{100 * r:.1f}%", ha="center", va="bottom", fontsize=8,
                     color="white" if inside else "black", fontweight="bold")
-        len_rates = [float(get(m, "lenient_accuracy").get("rate", float("nan"))) for _, get in scopes]
-        ax.scatter(xs, len_rates, marker="_", s=500, linewidths=2, color="#d62728", zorder=3,
-                   label="lenient reading" if j == 0 else None)
-        highs += [(b.get("ci95") or [0, r])[1] for b, r in zip(bins, rates)] + [r for r in len_rates if r == r]
+        highs += [(b.get("ci95") or [0, r])[1] for b, r in zip(bins, rates)]
     first = True
     for i, (t, _) in enumerate(scopes):
         rate = best_baseline(base, t)
@@ -498,14 +495,18 @@ def render_markdown_page(md_text: str, title: str, base_dir: Path, width: str = 
 def drift_notes(comparison: dict[str, Any]) -> list[str]:
     notes = []
     for task, e in ordered_tasks(comparison):
-        na, sp, le = e.get("no_answer"), e.get("spelled_out"), e.get("lenient")
-        if not (na and sp and le):
+        na, sp, fmt = e.get("no_answer"), e.get("spelled_out"), e.get("format")
+        if not (na and sp and fmt):
             continue
         if na["adapter"] - na["base"] >= 0.10 or sp["adapter"] - sp["base"] >= 0.10:
+            ba = fmt.get("both_answered")
+            both = (f"; on the {ba['n']} questions both answered the difference is {100 * ba['diff']:+.1f} points "
+                    f"(95% CI {100 * ba['ci95'][0]:+.1f} to {100 * ba['ci95'][1]:+.1f})" if ba else "")
             notes.append(f"{task}: the adapter's answer format drifted (no answer {100 * na['base']:.0f}% → "
-                         f"{100 * na['adapter']:.0f}%, spells the word out {100 * sp['base']:.0f}% → "
-                         f"{100 * sp['adapter']:.0f}%); the lenient reading changes by {100 * le['diff']:+.1f} points "
-                         f"(95% CI {100 * le['ci95'][0]:+.1f} to {100 * le['ci95'][1]:+.1f}).")
+                         f"{100 * na['adapter']:.0f}%, p={fmt['no_answer']['p']:.3g}; spells the word out "
+                         f"{100 * sp['base']:.0f}% → {100 * sp['adapter']:.0f}%). Whatever the unreadable replies "
+                         f"meant, the difference lies between {100 * fmt['bounds']['worst']['diff']:+.1f} and "
+                         f"{100 * fmt['bounds']['best']['diff']:+.1f} points{both}.")
     return notes
 
 

@@ -38,15 +38,19 @@ def is_study(rows: list[dict[str, Any]], swept: list[str]) -> bool:
     return len(rows) >= 2 and bool(swept) and all(k in SEED_KEYS for k in swept)
 
 
-def _scores(eval_dir: Path) -> dict[str, tuple[float, float, int]]:
-    """Per question: (share of replies right, their within-question variance p(1-p)n/(n-1), n)."""
-    hits: dict[str, list[float]] = {}
+Scores = dict[str, tuple[float, float, int, float]]
+
+
+def _scores(eval_dir: Path) -> Scores:
+    """Per question: (share of replies right, their within-question variance p(1-p)n/(n-1), n, share
+    of replies with no parseable answer)."""
+    hits: dict[str, list[tuple[bool, bool]]] = {}
     for r in iter_jsonl(eval_dir / "predictions.jsonl"):
-        hits.setdefault(r["id"], []).append(float(r["correct"]))
+        hits.setdefault(r["id"], []).append((bool(r["correct"]), r["parsed"] is None))
     out = {}
     for i, v in hits.items():
-        n, p = len(v), sum(v) / len(v)
-        out[i] = (p, p * (1 - p) * n / (n - 1) if n > 1 else 0.0, n)
+        n, p = len(v), sum(c for c, _ in v) / len(v)
+        out[i] = (p, p * (1 - p) * n / (n - 1) if n > 1 else 0.0, n, sum(u for _, u in v) / n)
     return out
 
 
@@ -69,7 +73,7 @@ def collect_arms(sweep_dir: Path, jobs: list[str]) -> dict[str, Any]:
     first = Path(comparisons[0]["base_dir"])
     questions = {q["id"]: q for q in iter_jsonl(first / "questions.jsonl")}
     ident = read_json(first / "metrics.json")["meta"]["identity"]
-    arms: dict[str, list[dict[str, tuple[float, float, int]]]] = {"base": [_scores(first)], "adapter": [],
+    arms: dict[str, list[Scores]] = {"base": [_scores(first)], "adapter": [],
                                                                   "control": []}
     for j, c in zip(jobs, comparisons):
         for side, key in (("adapter", "adapter_dir"), ("control", "control_dir"), ("base", "base_dir")):
@@ -98,7 +102,7 @@ def analyse(sweep_dir: Path, jobs: list[str]) -> dict[str, Any]:
     contrasts = [c for c in ARMS if design["has_control"] or "control" not in ARMS[c]]
     out: dict[str, Any] = {"jobs": jobs, "n_seeds": len(arms["adapter"]), "plan": plan, "contrasts": {},
                            "order": task_names, "primary": plan["primary_tasks"]}
-    n_samples = max(n for s in arms["adapter"] for _, _, n in s.values())
+    n_samples = max(v[2] for s in arms["adapter"] for v in s.values())
     for contrast in contrasts:
         side_a, side_b = ARMS[contrast]
         per_scope = {}
@@ -121,6 +125,28 @@ def analyse(sweep_dir: Path, jobs: list[str]) -> dict[str, Any]:
         r["ci_family"] = adjusted_interval(r["diff"], r["se"], r["df"], plan["alpha"], len(tasks))
         r["tost_p"] = min(1.0, len(tasks) * tost(r["diff"], r["se"], r["df"], plan["sesoi"]))
         r["verdict"] = _verdict(t, r, plan)
+        ids = sorted(i for i, q in questions.items() if q["task"] == t)
+        r["format"] = _answer_format(ids, *(arms[side] for side in ARMS[plan["primary_contrast"]]),
+                                     [questions[i]["word"] for i in ids])
+    return out
+
+
+def _answer_format(ids: list[str], a: list[Scores], b: list[Scores], words: list[str]) -> dict[str, Any]:
+    """Exploratory, over seeds and questions: the no-answer rate's difference (B - A), and bounds on
+    the strict difference whatever the unanswered replies meant (worst: B's wrong and A's right)."""
+    import numpy as np
+
+    def mat(arm: list[Scores], f) -> Any:
+        return np.array([[f(e[i]) for i in ids] for e in arm])
+
+    right = lambda v: v[0]  # noqa: E731
+    right_or_unanswered = lambda v: v[0] + v[3]  # noqa: E731
+    out = {}
+    for name, fa, fb in (("no_answer", lambda v: v[3], lambda v: v[3]), ("worst", right_or_unanswered, right),
+                         ("best", right, right_or_unanswered)):
+        r = pooled_diff(mat(a, fa), mat(b, fb), clusters=words)
+        out[name] = {"diff": r["diff"], "ci": r["ci"], "p": r["p"]}
+    out["no_answer"].update(a=float(mat(a, lambda v: v[3]).mean()), b=float(mat(b, lambda v: v[3]).mean()))
     return out
 
 
@@ -166,6 +192,19 @@ def study_section(s: dict[str, Any], image: str | None) -> list[str]:
     md += ["", *md_table(head, body), "",
            "† family-adjusted (Bonferroni over the primary tasks). Variance: the shares of Var(B − A) from the "
            "training seeds, the questions (words) and the reply samples (n/a with one reply per question)."]
+    fmt = [(t, r["format"]) for t, r in s["contrasts"][plan["primary_contrast"]].items() if "format" in r]
+    if fmt:
+        a, b = ARMS[plan["primary_contrast"]]
+        md += ["", f"Answer format ({ARM_NAMES[b]} − {ARM_NAMES[a]}, exploratory): strict accuracy is the only "
+               "accuracy; the bounds say how far replies the parser could not read could move it.", "",
+               *md_table(["task", "no answer, A → B", "no-answer diff [95% CI], p",
+                          "strict diff if unanswered were: worst [95% CI]", "best [95% CI]"],
+                         [[t, f"{100 * f['no_answer']['a']:.1f}% → {100 * f['no_answer']['b']:.1f}%",
+                           f"{_pp(f['no_answer']['diff'])} [{_pp(f['no_answer']['ci'][0])}, "
+                           f"{_pp(f['no_answer']['ci'][1])}], {f['no_answer']['p']:.3g}",
+                           f"{_pp(f['worst']['diff'])} [{_pp(f['worst']['ci'][0])}, {_pp(f['worst']['ci'][1])}]",
+                           f"{_pp(f['best']['diff'])} [{_pp(f['best']['ci'][0])}, {_pp(f['best']['ci'][1])}]"]
+                          for t, f in fmt])]
     if image:
         md += ["", f"![Every seed's effect beside the pooled one]({image})"]
     return md

@@ -95,7 +95,7 @@ def collect_rows(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str], list
             row["tasks"][task] = {"base": s["base"], "adapter": s["adapter"], "diff": s["diff"], "ci95": s["ci95"],
                                   "p": s.get("p", s.get("p_mcnemar")),
                                   "test": s.get("test", "mcnemar_exact" if "p_mcnemar" in s else None),
-                                  "lenient_diff": e["lenient"]["diff"],
+                                  "no_answer_diff": (e.get("format") or {}).get("no_answer", {}).get("diff"),
                                   "adapter_no_answer": e["no_answer"]["adapter"],
                                   "adapter_ci95": _accuracy_ci(metrics["adapter"], task)
                                   or [s["adapter"], s["adapter"]]}
@@ -437,14 +437,14 @@ def write_sweep_report(sweep_dir: Path, dpi: int = 110) -> Path:
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    cols = [f"{t}_{m}" for t in tasks for m in ("base", "adapter", "diff", "ci_lo", "ci_hi", "p", "lenient_diff",
+    cols = [f"{t}_{m}" for t in tasks for m in ("base", "adapter", "diff", "ci_lo", "ci_hi", "p", "no_answer_diff",
                                                "adapter_no_answer")]
     w.writerow(["job", *swept, *cols])
     for r in rows:
         vals = []
         for t in tasks:
             e = r["tasks"].get(t)
-            vals += ([e["base"], e["adapter"], e["diff"], e["ci95"][0], e["ci95"][1], e["p"], e["lenient_diff"],
+            vals += ([e["base"], e["adapter"], e["diff"], e["ci95"][0], e["ci95"][1], e["p"], e["no_answer_diff"],
                       e["adapter_no_answer"]] if e else [""] * 8)
         w.writerow([r["job"], *[r["params"].get(k, "") for k in swept], *vals])
     atomic_write_text(sweep_dir / "comparison.csv", buf.getvalue())

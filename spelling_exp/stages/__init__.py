@@ -14,7 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from spelling_exp.config import Config, Stage, selected_stages
+from omegaconf import DictConfig, OmegaConf
+
+from spelling_exp.config import Config, Stage, secret_keys, selected_stages, unknown_keys
+from spelling_exp.errors import ConfigError
 
 # In pipeline order, which is also the order their checks run in.
 STAGE_RUNNERS: dict[Stage, str] = {
@@ -62,3 +65,29 @@ def check(config: Config, run_dir: Path) -> None:
     modules += [STAGE_RUNNERS[s].partition(":")[0] for s in STAGE_RUNNERS if s in stages]
     for module in dict.fromkeys(modules):  # eval_base and eval_adapter share one module, one check
         importlib.import_module(module).check(config, run_dir)
+
+
+def check_composed(cfg: DictConfig) -> None:
+    """What Hydra composes without complaint but must not run: secrets in config, unknown `+keys`."""
+    secrets = secret_keys(cfg)
+    if secrets:
+        if secrets[0].endswith("api_key_env"):
+            raise ConfigError(f"{secrets[0]}: must be the NAME of the environment variable that holds the key "
+                              "(e.g. OPENAI_API_KEY), never the key itself; export the key and name its variable")
+        raise ConfigError(f"{secrets[0]}: secrets are read from the environment only (WANDB_API_KEY for W&B, "
+                          "HF_TOKEN for the hub), never from config; remove the override")
+    unknown = unknown_keys(cfg)
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]}: spelling_exp/config.py has no such setting")
+
+
+def validate(cfg: DictConfig, run_dir: Path) -> Config:
+    """Every check before any work: the composed config, then each selected stage's own check
+    (stages/*.py::check). Pure: writes nothing, loads no model; raises a SpellingExpError, one line.
+    Returns the typed config the stages run on."""
+    check_composed(cfg)
+    # Stages get plain typed dataclasses: DictConfig attribute access is ~20 us, which
+    # dominated the data build when used in per-token loops.
+    config: Config = OmegaConf.to_object(cfg)
+    check(config, run_dir)
+    return config

@@ -65,7 +65,10 @@ def run_compare_stage(ctx: RunContext) -> dict[str, Any]:
     for task, e in result["tasks"].items():
         for k in ("base", "adapter", "diff", "p", "p_holm", "mde80"):
             flat[f"compare/{task}/{k}"] = e["strict"].get(k)
-        flat[f"compare/{task}/lenient_diff"] = e["lenient"]["diff"]
+        fmt = e["format"]
+        flat[f"compare/{task}/no_answer_diff"] = fmt["no_answer"]["diff"]
+        flat[f"compare/{task}/bound_worst"] = fmt["bounds"]["worst"]["diff"]
+        flat[f"compare/{task}/bound_best"] = fmt["bounds"]["best"]["diff"]
         if control:
             sp = result["control"]["spelling_vs_placebo"]["tasks"][task]["strict"]
             for k in ("base", "diff", "p", "p_holm", "mde80"):

@@ -56,7 +56,7 @@ def _track(ctx: RunContext, result: EvalResult, label: str) -> None:
     m = result.metrics
     flat = {}
     for task, t in m["tasks"].items():
-        for name in ("accuracy", "no_answer", "ambiguous", "spelled_out", "truncated", "lenient_accuracy"):
+        for name in ("accuracy", "no_answer", "ambiguous", "spelled_out", "truncated", "right_only_in_spelling"):
             flat[f"{label}/{task}/{name}"] = t[name]["rate"]
     flat[f"{label}/overall/accuracy"] = m["overall"]["accuracy"]["rate"]
     ctx.tracker.log(flat)
