@@ -38,6 +38,9 @@ def test_smoke_experiment_end_to_end(smoke_run):
     info = json.loads((out / "train" / "adapter" / "train_info.json").read_text())
     assert info["steps"] == 4 and info["backend"] == "peft" and info["precision"] == "fp32"
     assert info["batching"]["padding_fraction"] < 0.05
+    # the training check: validation loss from before the first step (eval_on_start) to the last
+    v = info["validation"]
+    assert v["first_step"] == 0 and v["last_step"] == 4 and v["evaluations"] == 3 and v["last"] > 0
     c = json.loads((out / "compare" / "comparison.json").read_text())
     assert set(c["tasks"]) == {"position", "count"}
     for e in c["tasks"].values():
@@ -49,6 +52,7 @@ def test_smoke_experiment_end_to_end(smoke_run):
     assert html.index("<h2>Answer</h2>") < html.index("<h2>Plots</h2>") < html.index("<h2>Config</h2>")
     assert html.count("src='data:image/png;base64,") >= 6
     md = (out / "report" / "report.md").read_text()
+    assert "**Training check**" in md and "spelling adapter: validation loss" in md
     assert "![Training loss](plots/training_loss.png)" in md and (out / "report/plots/training_loss.png").is_file()
     assert elapsed < 120
 

@@ -86,3 +86,21 @@ def test_damaged_newest_checkpoint_is_skipped(tmp_path, damage):
     else:
         (newest / target).write_text("{not json")
     assert newest_valid_checkpoint(ckpts) == ckpts / "checkpoint-2"
+
+
+def test_the_training_check_says_plainly_when_validation_loss_did_not_fall():
+    from spelling_exp.analysis.report import training_check_lines
+    from spelling_exp.training.recipe import validation_summary
+
+    history = [{"step": 0, "eval_loss": 2.0}, {"step": 5, "loss": 1.9}, {"step": 10, "eval_loss": 1.5}]
+    fell = validation_summary(history)
+    assert fell == {"first_step": 0, "first": 2.0, "last_step": 10, "last": 1.5, "min": 1.5, "evaluations": 2,
+                    "fell": True}
+    flat = validation_summary([{"step": 0, "eval_loss": 2.0}, {"step": 10, "eval_loss": 1.995}])
+    assert flat["fell"] is False  # within 1% is not a fall
+    assert validation_summary([{"step": 5, "loss": 1.9}]) is None
+    lines = training_check_lines({"spelling adapter": {"validation": fell}, "placebo adapter": {"validation": flat},
+                                  "other": {"validation": None}, "absent": None})
+    assert "fell from 2.000 (step 0) to 1.500 (step 10)" in lines[0]
+    assert "did not fall" in lines[1] and "cannot be told from a training that did not take" in lines[1]
+    assert "train.eval_steps=0" in lines[2] and len(lines) == 3

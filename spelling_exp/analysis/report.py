@@ -524,15 +524,37 @@ def _setup_line(base: dict[str, Any]) -> str | None:
             f"{samples if samples is not None else '?'} sample(s) per question, {how}.")
 
 
+def training_check_lines(infos: dict[str, dict[str, Any] | None]) -> list[str]:
+    """One plain sentence per trained adapter: did its validation loss fall? A null result from an
+    adapter whose loss did not fall cannot be told from a training that did not take."""
+    lines = []
+    for name, info in infos.items():
+        if not info:
+            continue
+        v = info.get("validation")
+        if not v:
+            lines.append(f"{name}: no validation loss recorded (train.eval_steps=0), so nothing shows that "
+                         "training took.")
+        elif v["fell"]:
+            lines.append(f"{name}: validation loss fell from {v['first']:.3f} (step {v['first_step']}) to "
+                         f"{v['last']:.3f} (step {v['last_step']}).")
+        else:
+            lines.append(f"{name}: **validation loss did not fall** ({v['first']:.3f} at step {v['first_step']} → "
+                         f"{v['last']:.3f} at step {v['last_step']}): the adapter may not have learned what it was "
+                         "trained on, and a null result here cannot be told from a training that did not take.")
+    return lines
+
+
 def _number(x: Any) -> str:
     return f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
 def write_report(run_dir: Path, title: str, comparison: dict[str, Any], base: dict[str, Any], adapter: dict[str, Any],
                  log_history: list[dict[str, Any]], config_yaml: str, train_info: dict[str, Any] | None,
-                 dpi: int = 110, control: dict[str, Any] | None = None) -> Path:
+                 dpi: int = 110, control: dict[str, Any] | None = None,
+                 control_train_info: dict[str, Any] | None = None) -> Path:
     """``control``: the placebo adapter's metrics, when the control arm ran (then spelling vs
-    placebo is the headline)."""
+    placebo is the headline); ``control_train_info``: its train_info.json, for the training check."""
     out = run_dir / "report"
     plots = make_plots(base, adapter, log_history, out / "plots", dpi, control)
     table = comparison_table(comparison)
@@ -558,6 +580,10 @@ def write_report(run_dir: Path, title: str, comparison: dict[str, Any], base: di
                f"{train_info.get('device', '?')}, {train_info.get('precision', '?')}), final loss "
                f"{_number(train_info.get('final_loss', '?'))}"
                + (f", padding {100 * pad:.1f}%." if isinstance(pad, (int, float)) else "."), ""]
+    checks = training_check_lines({"spelling adapter": train_info, "placebo adapter": control_train_info})
+    if checks:
+        md += ["**Training check** (loss on held-out training examples, unseen words; not a study outcome):", "",
+               *[f"- {line}" for line in checks], ""]
     md += ["## Plots", ""] + [f"### {t}\n\n![{t}](plots/{p.name})\n" for t, p in plots]
     md += ["## Config", "", "```yaml", config_yaml.rstrip(), "```", ""]
     md_text = "\n".join(md)

@@ -26,6 +26,10 @@ def check(config: Config, run_dir: Path) -> None:
                               f"run compare (or {stage}) first")
 
 
+def _train_info(adapter: Path) -> dict[str, Any] | None:
+    return read_json(adapter / "train_info.json") if (adapter / "train_info.json").is_file() else None
+
+
 def run_report_stage(ctx: RunContext) -> Path:
     run_dir, cfg, layout, c = ctx.run_dir, ctx.cfg, RunLayout(ctx.run_dir), ctx.cfg.compare
     base, adapter, control_dir = (layout.base_eval(c.base), layout.adapter_eval(c.adapter),
@@ -52,7 +56,8 @@ def run_report_stage(ctx: RunContext) -> Path:
     control = read_json(metrics_file(comparison["control_dir"])) if "control_dir" in comparison else None
     out = write_report(run_dir, title, comparison, read_json(metrics_file(base_dir)),
                        read_json(metrics_file(adapter_dir)), log_history, config_yaml, train_info,
-                       dpi=cfg.report.dpi, control=control)
+                       dpi=cfg.report.dpi, control=control,
+                       control_train_info=_train_info(layout.control_adapter) if control else None)
     ctx.tracker.artifact(out, f"report-{run_dir.name}", "report")
     who = "base vs placebo vs spelling adapter" if control else "base vs LoRA adapter"
     print(f"\n== Answer: {who} on hold-out words ==\n")

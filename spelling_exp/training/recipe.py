@@ -109,7 +109,8 @@ def training_arguments(t: TrainConfig, out: Path, steps: int, precision: str, de
         seed=t.seed, data_seed=t.seed, report_to="none", max_length=t.max_length, completion_only_loss=True,
         padding_free=False, packing=False,
         dataloader_num_workers=0, disable_tqdm=False, save_only_model=False, per_device_eval_batch_size=t.batch_size,
-        eval_strategy="steps" if evaluate else "no", eval_steps=t.eval_steps or None)
+        # eval_on_start: the curve's first point is the untrained adapter, so "did it fall?" has an answer
+        eval_strategy="steps" if evaluate else "no", eval_steps=t.eval_steps or None, eval_on_start=evaluate)
 
 
 def setup(job: TrainJob, on_log: LogFn | None = None) -> TrainingSetup:
@@ -171,6 +172,18 @@ def run(s: TrainingSetup, out: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------- cleanup
+def validation_summary(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The training check: loss on the held-out training examples (unseen words) at the first and
+    last evaluation. ``fell``: the last is below the first by more than 1%. None without
+    validation (train.eval_steps=0). A check that training took, never a study outcome."""
+    points = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h and "step" in h]
+    if not points:
+        return None
+    (s0, first), (s1, last) = points[0], points[-1]
+    return {"first_step": s0, "first": first, "last_step": s1, "last": last, "min": min(v for _, v in points),
+            "evaluations": len(points), "fell": last < 0.99 * first}
+
+
 def save_adapter(s: TrainingSetup, out: Path, seconds: float) -> dict[str, Any]:
     """Adapter + training_log.json + train_info.json into ``<out>/adapter``, all or nothing."""
     tmp = out / f".adapter.{os.getpid()}.tmp"
@@ -183,7 +196,8 @@ def save_adapter(s: TrainingSetup, out: Path, seconds: float) -> dict[str, Any]:
             "resumed_from": str(s.resume) if s.resume else None,
             "steps_run_this_session": steps - s.resumed_step,
             "train_seconds": seconds, "trainable_params": s.trainable_params, "batching": s.batching,
-            "final_loss": next((h["loss"] for h in reversed(history) if "loss" in h), None)}
+            "final_loss": next((h["loss"] for h in reversed(history) if "loss" in h), None),
+            "validation": validation_summary(history)}
     atomic_write_json(tmp / "train_info.json", info)
     if (out / "adapter").exists():
         shutil.rmtree(out / "adapter")
