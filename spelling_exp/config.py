@@ -62,6 +62,9 @@ class Spellings(StrEnum):
     # separators and steps, so it exposes the model to the same answer format without teaching
     # a single true spelling.
     shuffled = "shuffled"
+    # Random letters of each word's length: format exposure only (no letter inventory, no order).
+    # Same templates, words, separators, steps and token counts as real and shuffled.
+    random = "random"
 
 
 class TrainBackend(StrEnum):
@@ -130,6 +133,8 @@ class Stage(StrEnum):
     eval_adapter = "eval_adapter"  # the adapter trained in this run dir
     train_control = "train_control"  # the placebo adapter: trained like `train` on shuffled spellings
     eval_control = "eval_control"  # the placebo adapter trained in this run dir
+    train_random = "train_random"  # the format-only adapter: trained like `train` on random letters
+    eval_random = "eval_random"  # the random-letters adapter trained in this run dir
     compare = "compare"
     report = "report"
     # Read-only: a table of sweep_dir's jobs (state, wall time, headline metric, log); loads no model,
@@ -413,6 +418,10 @@ class CompareConfig:
     # The placebo adapter's evaluation; null means <run_dir>/eval_control when it exists. With it,
     # spelling vs placebo is the headline comparison.
     control: str | None = None
+    # The random-letters adapter's evaluation; null means <run_dir>/eval_random when it exists. With
+    # it the comparison names four contrasts: real - random, shuffled - random, real - shuffled,
+    # random - base.
+    random: str | None = None
     n_bootstrap: int = 10000
     seed: int = 0
 

@@ -50,7 +50,7 @@ def design(overrides: list[str]) -> dict[str, Any]:
     from spelling_exp.config import Stage, conf_dir, register_configs, selected_stages
     from spelling_exp.evaluation.questions import validate_eval_config
     from spelling_exp.stages import validate
-    from spelling_exp.storage.layout import control_expected
+    from spelling_exp.storage.layout import control_expected, random_expected
 
     register_configs()
     # sweep overrides (train.seed=0,1,2) are the design, not a value to compose with
@@ -69,7 +69,8 @@ def design(overrides: list[str]) -> dict[str, Any]:
         raise ConfigError(str(e).splitlines()[0]) from None
     seeds = _seed_values(params, overrides)
     stages = selected_stages(config)
-    plan = resolve_plan(config.analysis, control_expected(stages, config.compare.control))
+    plan = resolve_plan(config.analysis, control_expected(stages, config.compare.control),
+                        random_expected(stages, config.compare.random))
     return {"experiment": config.experiment_name, "questions_per_task": config.eval.n_questions,
             "samples": config.eval.n_samples, "seeds": len(seeds), "seed_values": seeds,
             "control_trained": Stage.train_control in stages, "plan": plan}

@@ -31,7 +31,7 @@ def smoke_run(tmp_path_factory, cache_dir):
 
 
 def test_smoke_experiment_end_to_end(smoke_run):
-    out, r, elapsed = smoke_run
+    out, r, _ = smoke_run
     for d in ("data", "eval_base", "train/adapter", "eval_adapter", "compare", "report"):
         assert (out / d).is_dir(), d
     assert (out / "train" / "adapter" / "adapter_model.safetensors").is_file()
@@ -54,7 +54,6 @@ def test_smoke_experiment_end_to_end(smoke_run):
     md = (out / "report" / "report.md").read_text()
     assert "**Training check**" in md and "spelling adapter: validation loss" in md
     assert "![Training loss](plots/training_loss.png)" in md and (out / "report/plots/training_loss.png").is_file()
-    assert elapsed < 120
 
 
 def test_wandb_offline_run_is_complete_and_inside_run_dir(smoke_run):
@@ -202,27 +201,31 @@ def test_moved_run_dir_still_reports(smoke_run, tmp_path):
     assert (moved / "report" / "report.html").is_file() and "Holm p" in r.stdout
 
 
-def test_smoke_with_placebo_control_arm_gives_a_three_way_report(smoke_run, tmp_path):
-    """The control arm: a placebo adapter trained exactly like the spelling adapter on shuffled
-    spellings, evaluated on the same questions; the base evaluation is shared (from the cache)
-    and the report's headline is spelling vs placebo."""
+def test_smoke_with_both_control_arms_gives_every_contrast(smoke_run, tmp_path):
+    """The control arms: a placebo adapter (shuffled spellings) and a random-letters adapter (format
+    only), trained exactly like the spelling adapter and evaluated on the same questions; the base
+    evaluation is shared (from the cache), the report's headline is spelling vs placebo, and the
+    four named contrasts are in comparison.json."""
     out = tmp_path / "ctl"
-    stages = "stages=[data,eval_base,train,train_control,eval_adapter,eval_control,compare,report]"
+    stages = ("stages=[data,eval_base,train,train_control,train_random,eval_adapter,eval_control,eval_random,"
+              "compare,report]")
     r = run_cli(*SMOKE, stages, f"output_dir={out}")
     assert r.returncode == 0, r.stderr[-4000:]
     assert "evaluation eval_base reused from cache" in r.stdout + r.stderr
-    for d in ("train/adapter", "train_control/adapter", "eval_control"):
+    for d in ("train/adapter", "train_control/adapter", "eval_control", "train_random/adapter", "eval_random"):
         assert (out / d).is_dir(), d
-    real = (out / "train" / "adapter" / "adapter_model.safetensors").read_bytes()
-    placebo = (out / "train_control" / "adapter" / "adapter_model.safetensors").read_bytes()
-    assert real != placebo  # a different adapter, not a copy
-    # Same questions for all three models, and the same training recipe for both adapters.
-    q = [(out / d / "questions.jsonl").read_text() for d in ("eval_base", "eval_adapter", "eval_control")]
-    assert q[0] == q[1] == q[2]
-    ti = [json.loads((out / d / "adapter" / "train_info.json").read_text()) for d in ("train", "train_control")]
-    assert ti[0]["steps"] == ti[1]["steps"]
+    weights = {d: (out / d / "adapter" / "adapter_model.safetensors").read_bytes()
+               for d in ("train", "train_control", "train_random")}
+    assert len(set(weights.values())) == 3  # three different adapters, not copies
+    # Same questions for all four models, and the same training recipe for the three adapters.
+    q = [(out / d / "questions.jsonl").read_text() for d in ("eval_base", "eval_adapter", "eval_control",
+                                                             "eval_random")]
+    assert q[0] == q[1] == q[2] == q[3]
+    ti = [json.loads((out / d / "adapter" / "train_info.json").read_text()) for d in weights]
+    assert ti[0]["steps"] == ti[1]["steps"] == ti[2]["steps"]
     c = json.loads((out / "compare" / "comparison.json").read_text())
     assert c["headline"] == "spelling_vs_placebo"
+    assert {"spelling_vs_random", "placebo_vs_random", "spelling_vs_placebo", "random_vs_base"} <= set(c["control"])
     sp = c["control"]["spelling_vs_placebo"]
     for task in ("position", "count"):
         s = sp["tasks"][task]["strict"]
@@ -235,7 +238,9 @@ def test_smoke_with_placebo_control_arm_gives_a_three_way_report(smoke_run, tmp_
     md = (out / "report" / "report.md").read_text()
     assert md.index("Spelling vs placebo") < md.index("Spelling adapter vs base model") < md.index("## Plots")
     assert "| position | " in md and "headline, primary" in md
-    assert "== Answer: base vs placebo vs spelling adapter" in r.stdout
+    assert "Every contrast between the arms" in md and "format exposure alone" in md
+    assert "random-letters adapter: validation loss" in md
+    assert "== Answer: base vs the control arms vs the spelling adapter" in r.stdout
     # The placebo data (built by the run, so a cache hit here): the same examples, words,
     # templates and separators, each word's letters in a wrong order; the same hold-out.
     cfg = make_config(*SMOKE)

@@ -116,3 +116,66 @@ def test_placebo_spelling_is_seeded_same_letters_never_the_true_order():
         assert sorted(p) == sorted(w) and p != w and p == placebo_spelling(w, 0)
     assert placebo_spelling("aaa", 0) == "aaa"  # nothing to permute
     assert len({placebo_spelling("pelican", s) for s in range(10)}) > 1
+
+
+@pytest.mark.parametrize("template", ["mixed", "sep_space"])
+def test_the_three_arms_train_on_the_same_examples_with_identical_token_counts(template, qwen_tokenizer, caplog):
+    """real / shuffled / random: the same words, templates and separators in the same order, and
+    every example (prompt + answer: the spelling-first templates spell in the prompt) exactly as many
+    tokens long; a control spelling that tokenizes differently is redrawn."""
+    from spelling_exp.data.examples import generate_examples
+
+    cfg = make_config(f"template={template}").template
+    t = load_templates(cfg)
+    words = ["pelican", "strawberry", "banana", "rhythm", "queue", "mississippi", "syzygy", "abc", "zoo"] * 20
+
+    def count(texts):
+        return [len(ids) for ids in qwen_tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    arms = {s: generate_examples(words, t, mix_cells(cfg, t), dict(cfg.separators), 150, 0, "train", True, s, count)
+            for s in ("real", "shuffled", "random")}
+    for a, b, c in zip(*arms.values()):
+        assert (a["word"], a["template_id"], a["separator"]) == (b["word"], b["template_id"], b["separator"]) \
+            == (c["word"], c["template_id"], c["separator"])
+        n = [sum(count([e["user"], e["assistant"]])) for e in (a, b, c)]
+        assert n[0] == n[1] == n[2], (a, b, c)
+    assert sum(a["assistant"] != c["assistant"] for a, c in zip(arms["real"], arms["random"])) >= 140
+    assert "differ in token count" not in caplog.text
+
+
+def test_glued_spellings_that_cannot_match_in_token_count_are_reported(qwen_tokenizer, caplog):
+    """separator none: 'queue' glued is one token, no other order or letters of it is: said, not hidden."""
+    cfg = make_config("template=sep_none").template
+    t = load_templates(cfg)
+
+    def count(texts):
+        return [len(ids) for ids in qwen_tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    generate_examples(["queue"] * 5, t, mix_cells(cfg, t), dict(cfg.separators), 5, 0, "train", True, "shuffled", count)
+    assert "shuffled spellings:" in caplog.text and "differ in token count" in caplog.text and "'none'" in caplog.text
+
+
+def test_shuffled_is_a_permutation_and_random_shares_letters_only_by_chance():
+    import random
+    import string
+
+    from spelling_exp.data.examples import control_spelling
+
+    rng = random.Random(0)
+    words = ["".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(4, 12))) for _ in range(4000)]
+    matches = positions = 0
+    shared = expected = 0.0
+    for w in words:
+        s = control_spelling(w, "shuffled", 0)
+        assert sorted(s) == sorted(w) and (s != w or len(set(w)) < 2)
+        r = control_spelling(w, "random", 0)
+        assert len(r) == len(w) and r != w and set(r) <= set(string.ascii_lowercase)
+        matches += sum(x == y for x, y in zip(r, w))
+        positions += len(w)
+        shared += len(set(r) & set(w))
+        expected += sum(1 - (1 - 1 / 26) ** len(w) for _ in set(w))  # P(a letter of w appears in r)
+    rate = matches / positions
+    se = (1 / 26 * 25 / 26 / positions) ** 0.5
+    assert abs(rate - 1 / 26) < 4 * se  # the right letter at a position: chance, 1 in 26
+    assert shared / expected < 1.05  # letters in common with the word: no more than chance
+    assert control_spelling("pelican", "random", 0) == control_spelling("pelican", "random", 0)  # seeded

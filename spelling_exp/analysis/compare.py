@@ -247,50 +247,74 @@ def compare_evals(base_dir: Path, adapter_dir: Path, n_boot: int = 10000, seed: 
     return out
 
 
-def compare_with_control(base_dir: Path, adapter_dir: Path, control_dir: Path, n_boot: int = 10000,
-                         seed: int = 0, plan: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Three models on the same questions: base, placebo adapter (shuffled spellings), spelling adapter.
+# The control contrasts, B - A, and what each isolates (the random arm trains on random letters of the
+# word's length: format exposure only; the placebo on the word's own letters in a wrong order).
+ARM_CONTRASTS: dict[str, tuple[str, str, str]] = {
+    "spelling_vs_placebo": ("control", "adapter", "real - shuffled: the order of the letters (what position needs)"),
+    "placebo_vs_base": ("base", "control", "shuffled - base: format exposure plus the letter inventory"),
+    "spelling_vs_random": ("random", "adapter", "real - random: knowledge of the word's letters"),
+    "placebo_vs_random": ("random", "control", "shuffled - random: the letter inventory (what count needs)"),
+    "random_vs_base": ("base", "random", "random - base: format exposure alone"),
+}
+ARM_LABELS = {"base": "base model", "adapter": "spelling adapter", "control": "placebo adapter",
+              "random": "random-letters adapter"}
 
-    The spelling adapter vs the placebo is the headline: both saw the same answer format, only
-    one saw true spellings, so their difference is the effect of spelling knowledge. Its strict
-    position / count rows are the primary analysis (Holm over the two); spelling vs base (the
-    total effect) and placebo vs base (the format effect) become secondary.
+
+def compare_with_control(base_dir: Path, adapter_dir: Path, control_dir: Path | None, n_boot: int = 10000,
+                         seed: int = 0, plan: dict[str, Any] | None = None,
+                         random_dir: Path | None = None) -> dict[str, Any]:
+    """Base, the spelling adapter and its controls on the same questions: the placebo (shuffled
+    spellings) and, when it ran, the random-letters adapter (format only).
+
+    The plan's primary contrast (spelling vs placebo by default: both saw the same answer format,
+    only one saw true spellings) keeps its Holm-corrected primary rows; every other contrast,
+    spelling vs base (the total effect) included, is secondary.
     """
+    dirs = {"base": base_dir, "adapter": adapter_dir, "control": control_dir, "random": random_dir}
     out = compare_evals(base_dir, adapter_dir, n_boot, seed, ("base model", "spelling adapter"), plan)
-    spelling_vs_placebo = compare_evals(control_dir, adapter_dir, n_boot, seed, ("placebo adapter", "spelling adapter"),
-                                        plan)
-    placebo_vs_base = compare_evals(base_dir, control_dir, n_boot, seed, ("base model", "placebo adapter"), plan)
-    for c in (out, placebo_vs_base):
+    primary = (plan or {}).get("primary_contrast", "spelling_vs_placebo")
+    contrasts = {}
+    for name, (a, b, _) in ARM_CONTRASTS.items():
+        if dirs[a] is None or dirs[b] is None:
+            continue
+        contrasts[name] = compare_evals(dirs[a], dirs[b], n_boot, seed, (ARM_LABELS[a], ARM_LABELS[b]), plan)
+    for name, c in [("spelling_vs_base", out), *contrasts.items()]:
+        if name == primary:
+            continue
         for e in [*c["tasks"].values(), c["overall"]]:
             if e["strict"]["analysis"] == "primary":
                 e["strict"]["analysis"] = "secondary"
-    out["control_dir"] = str(control_dir)
-    out["control"] = {"spelling_vs_placebo": spelling_vs_placebo, "placebo_vs_base": placebo_vs_base}
-    out["headline"] = "spelling_vs_placebo"
+    if control_dir is not None:
+        out["control_dir"] = str(control_dir)
+    if random_dir is not None:
+        out["random_dir"] = str(random_dir)
+    out["control"] = contrasts
+    out["headline"] = primary
     return out
+
+
+CONTROL_ARM_STAGES = {"control": ("train_control", "eval_control", "compare.control"),
+                      "random": ("train_random", "eval_random", "compare.random")}
 
 
 def compare_arms(base_dir: Path, adapter_dir: Path, control_dir: Path | None, plan: dict[str, Any],
-                 n_boot: int = 10000, seed: int = 0) -> dict[str, Any]:
+                 n_boot: int = 10000, seed: int = 0, random_dir: Path | None = None) -> dict[str, Any]:
     """The comparison the plan declares: refused, naming the missing arm, when its primary contrast
-    needs the control and there is none (never a silent fall-back to spelling vs base)."""
-    if plan["primary_contrast"] == "spelling_vs_placebo":
-        if control_dir is None or not (Path(control_dir) / "metrics.json").is_file():
-            where = control_dir or "<run_dir>/eval_control"
-            raise ConfigError(f"analysis.primary_contrast=spelling_vs_placebo but the control arm's evaluation "
-                              f"{where} has no metrics.json: run train_control and eval_control (or set "
-                              "compare.control=<eval dir>), or declare analysis.primary_contrast=spelling_vs_base "
-                              "before the run")
-        return compare_with_control(base_dir, adapter_dir, control_dir, n_boot, seed, plan)
-    out = compare_evals(base_dir, adapter_dir, n_boot, seed, plan=plan)
-    if control_dir is not None and (Path(control_dir) / "metrics.json").is_file():
-        # a control that ran although the plan did not make it primary: shown, exploratory
-        extra = compare_with_control(base_dir, adapter_dir, control_dir, n_boot, seed, plan)
-        for c in extra["control"].values():
-            for e in [*c["tasks"].values(), c["overall"]]:
-                e["strict"]["analysis"] = "exploratory"
-        out["control"], out["control_dir"] = extra["control"], extra["control_dir"]
-    return out
+    needs a control arm that did not run (never a silent fall-back to spelling vs base). Control arms
+    that ran are always compared; the plan decides which contrast is primary."""
+    found = {arm: Path(d) if d is not None and (Path(d) / "metrics.json").is_file() else None
+             for arm, d in (("control", control_dir), ("random", random_dir))}
+    primary = plan["primary_contrast"]
+    for arm in ARM_CONTRASTS.get(primary, ("base", "adapter"))[:2]:
+        if arm in found and found[arm] is None:
+            train, evaluate, key = CONTROL_ARM_STAGES[arm]
+            where = (control_dir if arm == "control" else random_dir) or f"<run_dir>/{evaluate}"
+            raise ConfigError(f"analysis.primary_contrast={primary} but the {ARM_LABELS[arm]}'s evaluation {where} "
+                              f"has no metrics.json: run {train} and {evaluate} (or set {key}=<eval dir>), or "
+                              "declare another analysis.primary_contrast (e.g. spelling_vs_base) before the run")
+    if found["control"] is None and found["random"] is None:
+        return compare_evals(base_dir, adapter_dir, n_boot, seed, plan=plan)
+    return compare_with_control(base_dir, adapter_dir, found["control"], n_boot, seed, plan, found["random"])
 
 
 def _map_dirs(c: dict[str, Any], fn) -> dict[str, Any]:
@@ -339,13 +363,40 @@ def _holm(s: dict[str, Any]) -> str:
     return f"{s['p_holm']:.3g}" + (f" (TOST {tost_p:.3g})" if tost_p == tost_p and tost_p is not None else "")
 
 
+def contrasts_table(c: dict[str, Any]) -> list[str]:
+    """Every contrast between the arms that ran, with what it isolates, as Markdown lines."""
+    rows = [("spelling_vs_base", c, "real - base: the total effect, format included")]
+    rows += [(name, c["control"][name], what) for name, (_, _, what) in ARM_CONTRASTS.items() if name in c["control"]]
+    lines = ["**Every contrast between the arms** (B − A, strict accuracy; primary rows Holm-adjusted, † "
+             "family-adjusted CI; everything else secondary)", "",
+             "| contrast | isolates | task | A | B | B − A, points [95% CI] | p (Holm p) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, comp, what in rows:
+        a, b = comp.get("names", ["base", "adapter"])
+        for task, e in ordered_tasks(comp):
+            st = e["strict"]
+            holm_p = f" ({st['p_holm']:.3g})" if "p_holm" in st and st.get("analysis") == "primary" else ""
+            lines.append(f"| {name.replace('_', ' ')} | {what.split(': ', 1)[-1]} | {task} | {a} {_pct(st['base'])} | "
+                         f"{b} {_pct(st['adapter'])} | {_diff(st) if st.get('analysis') == 'primary' else _plain(st)} "
+                         f"| {st['p']:.3g}{holm_p} |")
+    return lines
+
+
+def _plain(s: dict[str, Any]) -> str:
+    lo, hi = s["ci95"]
+    return f"{100 * s['diff']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
 def three_way_table(c: dict[str, Any]) -> list[str]:
-    """Base / placebo / spelling per task, spelling − placebo first (the headline), as Markdown lines."""
+    """Base / placebo / spelling per task, spelling − placebo first (the headline), as Markdown lines;
+    with the random-letters arm, every contrast between the arms after it."""
+    if "spelling_vs_placebo" not in c["control"]:  # only the random-letters arm ran
+        return [*contrasts_table(c), "", "**Spelling adapter vs base model**", ""]
     sp, pb = c["control"]["spelling_vs_placebo"], c["control"]["placebo_vs_base"]
     tests = sorted({e["strict"]["test"].replace("_", " ") for e in sp["tasks"].values()})
     n = max(e["strict"]["n"] for e in sp["tasks"].values())
     role = ("headline, primary" if c.get("headline") == "spelling_vs_placebo"
-            else "exploratory: the plan's primary contrast is spelling vs base")
+            else f"secondary: the plan's primary contrast is {str(c.get('headline')).replace('_', ' ')}")
     lines = [f"**Spelling vs placebo** ({role}: the effect of spelling knowledge beyond format exposure; "
              f"{n} questions per task, clustered by word; {', '.join(tests)})", "",
              "| task (strict) | base | placebo | spelling | spelling − placebo [95% CI] | p (Holm p, TOST p) | "
@@ -359,6 +410,8 @@ def three_way_table(c: dict[str, Any]) -> list[str]:
                      f"{s['p']:.3g}{holm_p} | {mde} | {_diff(t)} | {_diff(f)} |")
     lines.append("")
     lines.extend(f"- {e['verdict']}" for _, e in ordered_tasks(sp))
+    if "random_vs_base" in c["control"]:
+        lines += ["", *contrasts_table(c)]
     lines += ["", "**Spelling adapter vs base model** (secondary: the total effect, format included)", ""]
     return lines
 
@@ -413,7 +466,8 @@ def comparison_table(c: dict[str, Any]) -> str:
                  f"{s['p']:.3g} ({s['test'].replace('_', ' ')}) | | | |")
     lines.append("")
     lines.extend(f"- {e['verdict']}" for _, e in ordered_tasks(c))
-    which = "of the spelling adapter vs the placebo " if "control" in c else ""
+    headline = c.get("headline", "spelling_vs_base")
+    which = f"of {headline.replace('_vs_', ' vs ').replace('_', ' ')} " if headline != "spelling_vs_base" else ""
     lines.append(f"- Primary analysis: strict accuracy {which}on {' and '.join(c.get('primary', []))}, co-primary, "
                  f"Holm-corrected at alpha {c.get('alpha', ALPHA)}; MDE (minimum detectable effect) stated at alpha "
                  f"{c.get('mde_alpha', ALPHA):.3g}; † marks a family-adjusted (Bonferroni) 95% CI, which never "

@@ -23,8 +23,11 @@ from spelling_exp.errors import ConfigError, require
 from spelling_exp.storage.io import canonical_json, sha256_text
 
 CONTRASTS = {
-    "spelling_vs_placebo": "spelling adapter - placebo adapter (the format-matched control)",
+    "spelling_vs_placebo": "spelling adapter - placebo adapter (the format-matched control: the letters' order)",
     "spelling_vs_base": "spelling adapter - base model (the total effect, format exposure included)",
+    "spelling_vs_random": "spelling adapter - random-letters adapter (knowledge of the word's letters)",
+    "placebo_vs_random": "placebo adapter - random-letters adapter (the letter inventory)",
+    "random_vs_base": "random-letters adapter - base model (format exposure alone)",
 }
 
 
@@ -46,11 +49,12 @@ def check_plan(a: AnalysisConfig) -> None:
     require(a.planning.seed_sd >= 0, "analysis.planning.seed_sd", a.planning.seed_sd, ">= 0")
 
 
-def resolve_plan(a: AnalysisConfig, has_control: bool) -> dict[str, Any]:
-    """The plan a comparison follows. ``has_control``: the run trains a control arm or names one
-    (compare.control), which the config says before anything runs."""
+def resolve_plan(a: AnalysisConfig, has_control: bool, has_random: bool = False) -> dict[str, Any]:
+    """The plan a comparison follows. ``has_control`` / ``has_random``: the run trains (or names) the
+    placebo / the random-letters arm, which the config says before anything runs."""
     check_plan(a)
-    contrast = a.primary_contrast or ("spelling_vs_placebo" if has_control else "spelling_vs_base")
+    contrast = a.primary_contrast or ("spelling_vs_placebo" if has_control else
+                                      "spelling_vs_random" if has_random else "spelling_vs_base")
     plan = {"primary_contrast": contrast, "primary_tasks": list(a.primary_tasks), "correction": "holm",
             "alpha": a.alpha, "sesoi": a.sesoi, "power": a.power, "clustering": "word",
             "equivalence": "two one-sided t tests at +/- sesoi", "planning": asdict(a.planning)}

@@ -552,9 +552,10 @@ def _number(x: Any) -> str:
 def write_report(run_dir: Path, title: str, comparison: dict[str, Any], base: dict[str, Any], adapter: dict[str, Any],
                  log_history: list[dict[str, Any]], config_yaml: str, train_info: dict[str, Any] | None,
                  dpi: int = 110, control: dict[str, Any] | None = None,
-                 control_train_info: dict[str, Any] | None = None) -> Path:
+                 control_train_infos: dict[str, dict[str, Any] | None] | None = None) -> Path:
     """``control``: the placebo adapter's metrics, when the control arm ran (then spelling vs
-    placebo is the headline); ``control_train_info``: its train_info.json, for the training check."""
+    placebo is the headline); ``control_train_infos``: each control adapter's train_info.json (by
+    label; None where that arm did not train here), for the training check."""
     out = run_dir / "report"
     plots = make_plots(base, adapter, log_history, out / "plots", dpi, control)
     table = comparison_table(comparison)
@@ -580,7 +581,7 @@ def write_report(run_dir: Path, title: str, comparison: dict[str, Any], base: di
                f"{train_info.get('device', '?')}, {train_info.get('precision', '?')}), final loss "
                f"{_number(train_info.get('final_loss', '?'))}"
                + (f", padding {100 * pad:.1f}%." if isinstance(pad, (int, float)) else "."), ""]
-    checks = training_check_lines({"spelling adapter": train_info, "placebo adapter": control_train_info})
+    checks = training_check_lines({"spelling adapter": train_info, **(control_train_infos or {})})
     if checks:
         md += ["**Training check** (loss on held-out training examples, unseen words; not a study outcome):", "",
                *[f"- {line}" for line in checks], ""]

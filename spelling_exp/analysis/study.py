@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from spelling_exp import tasks as task_registry
-from spelling_exp.analysis.compare import COMPARISON_FILE, identity_differences, read_comparison
+from spelling_exp.analysis.compare import (
+    ARM_CONTRASTS,
+    ARM_LABELS,
+    COMPARISON_FILE,
+    identity_differences,
+    read_comparison,
+)
 from spelling_exp.analysis.plan import CONTRASTS, describe, resolve_plan
 from spelling_exp.analysis.pooled import adjusted_interval, pooled_diff, tost
 from spelling_exp.analysis.stats import holm
@@ -28,9 +34,10 @@ from spelling_exp.storage.io import atomic_open, atomic_write_json, atomic_write
 
 log = logging.getLogger(__name__)
 SEED_KEYS = ("train.seed", "data.examples.seed")
+# contrast: (arm A, arm B), B - A; the control contrasts as analysis/compare.py names them
 ARMS = {"spelling_vs_placebo": ("control", "adapter"), "spelling_vs_base": ("base", "adapter"),
-        "placebo_vs_base": ("base", "control")}
-ARM_NAMES = {"base": "base model", "adapter": "spelling adapter", "control": "placebo adapter"}
+        **{name: (a, b) for name, (a, b, _) in ARM_CONTRASTS.items() if name != "spelling_vs_placebo"}}
+ARM_NAMES = ARM_LABELS
 
 
 def is_study(rows: list[dict[str, Any]], swept: list[str]) -> bool:
@@ -54,7 +61,7 @@ def _scores(eval_dir: Path) -> Scores:
     return out
 
 
-def _plan(job_dir: Path, has_control: bool) -> dict[str, Any]:
+def _plan(job_dir: Path, has_control: bool, has_random: bool) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from spelling_exp.config import AnalysisConfig
@@ -62,7 +69,7 @@ def _plan(job_dir: Path, has_control: bool) -> dict[str, Any]:
     cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
     section = OmegaConf.select(cfg, "analysis") or {}
     a = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AnalysisConfig), section))
-    return resolve_plan(a, has_control)
+    return resolve_plan(a, has_control, has_random)
 
 
 def collect_arms(sweep_dir: Path, jobs: list[str]) -> dict[str, Any]:
@@ -70,13 +77,15 @@ def collect_arms(sweep_dir: Path, jobs: list[str]) -> dict[str, Any]:
     share their questions and their identity (anything but the adapter)."""
     comparisons = [read_comparison(sweep_dir / j / "compare" / COMPARISON_FILE) for j in jobs]
     has_control = all("control_dir" in c for c in comparisons)
+    has_random = all("random_dir" in c for c in comparisons)
     first = Path(comparisons[0]["base_dir"])
     questions = {q["id"]: q for q in iter_jsonl(first / "questions.jsonl")}
     ident = read_json(first / "metrics.json")["meta"]["identity"]
     arms: dict[str, list[Scores]] = {"base": [_scores(first)], "adapter": [],
-                                                                  "control": []}
+                                                                  "control": [], "random": []}
     for j, c in zip(jobs, comparisons):
-        for side, key in (("adapter", "adapter_dir"), ("control", "control_dir"), ("base", "base_dir")):
+        for side, key in (("adapter", "adapter_dir"), ("control", "control_dir"), ("random", "random_dir"),
+                          ("base", "base_dir")):
             if key not in c:
                 continue
             d = Path(c[key])
@@ -89,8 +98,8 @@ def collect_arms(sweep_dir: Path, jobs: list[str]) -> dict[str, Any]:
                                   f"the adapter ({'; '.join(diffs)})")
             if side != "base":
                 arms[side].append(_scores(d))
-    return {"questions": questions, "arms": arms, "has_control": has_control,
-            "plan": _plan(sweep_dir / jobs[0], has_control)}
+    return {"questions": questions, "arms": arms, "has_control": has_control, "has_random": has_random,
+            "plan": _plan(sweep_dir / jobs[0], has_control, has_random)}
 
 
 def analyse(sweep_dir: Path, jobs: list[str]) -> dict[str, Any]:
@@ -99,7 +108,9 @@ def analyse(sweep_dir: Path, jobs: list[str]) -> dict[str, Any]:
     design = collect_arms(sweep_dir, jobs)
     questions, arms, plan = design["questions"], design["arms"], design["plan"]
     task_names = task_registry.ordered(q["task"] for q in questions.values())
-    contrasts = [c for c in ARMS if design["has_control"] or "control" not in ARMS[c]]
+    ran = {"base", "adapter"} | ({"control"} if design["has_control"] else set()) | (
+        {"random"} if design["has_random"] else set())
+    contrasts = [c for c in ARMS if set(ARMS[c]) <= ran]
     out: dict[str, Any] = {"jobs": jobs, "n_seeds": len(arms["adapter"]), "plan": plan, "contrasts": {},
                            "order": task_names, "primary": plan["primary_tasks"]}
     n_samples = max(v[2] for s in arms["adapter"] for v in s.values())

@@ -34,7 +34,8 @@ from spelling_exp.storage.io import atomic_write_json, atomic_write_jsonl, read_
 log = logging.getLogger(__name__)
 # 2: batching statistics moved to training; model identity in the key
 # 3: hold-out rows carry a contamination label (data/contamination.py), counted in the manifest
-DATA_FORMAT_VERSION = 3
+# 4: the control arms (shuffled, random) match each example's token count to its real counterpart
+DATA_FORMAT_VERSION = 4
 
 
 @dataclass
@@ -120,12 +121,16 @@ def build_data(data: DataConfig, template: TemplateConfig, model: ModelConfig, c
     cells = mix_cells(template, templates)
     train_words, val_words = split_training_words(words, min(d.examples.n_val, len(words) // 2), seed)
     seps = dict(template.separators)
-    placebo = d.examples.spellings == "shuffled"
+    spellings = str(d.examples.spellings)
     examples_seed = seed if d.examples.seed is None else d.examples.seed
+
+    def count_tokens(texts: list[str]) -> list[int]:
+        return [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+
     train = generate_examples(train_words, templates, cells, seps, d.examples.n_train, examples_seed, "train",
-                              d.examples.reuse_words, placebo)
+                              d.examples.reuse_words, spellings, count_tokens)
     val = generate_examples(val_words, templates, cells, seps, d.examples.n_val, examples_seed, "val",
-                            d.examples.reuse_words, placebo)
+                            d.examples.reuse_words, spellings, count_tokens)
     add_token_lengths(train + val, tok, model)
     atomic_write_jsonl(out / "examples_train.jsonl", train)
     atomic_write_jsonl(out / "examples_val.jsonl", val)

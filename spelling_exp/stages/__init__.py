@@ -28,13 +28,15 @@ STAGE_RUNNERS: dict[Stage, str] = {
     Stage.train: "spelling_exp.stages.train:run_train_stage",
     Stage.train_control: "spelling_exp.stages.train:run_train_control_stage",
     Stage.eval_control: "spelling_exp.stages.eval:run_eval_control_stage",
+    Stage.train_random: "spelling_exp.stages.train:run_train_random_stage",
+    Stage.eval_random: "spelling_exp.stages.eval:run_eval_random_stage",
     Stage.compare: "spelling_exp.stages.compare:run_compare_stage",
     Stage.report: "spelling_exp.stages.report:run_report_stage",
 }
 # Stages that build (or reuse) the data artifacts before their own work (RunContext.prepare_data),
 # so the data stage's checks are theirs too.
 BUILDS_DATA = frozenset({Stage.data, Stage.eval, Stage.eval_base, Stage.eval_adapter, Stage.eval_control,
-                         Stage.train, Stage.train_control})
+                         Stage.train, Stage.train_control, Stage.train_random, Stage.eval_random})
 
 
 def get_stage(name: str) -> Callable[[Any], Any]:

@@ -11,7 +11,7 @@ from spelling_exp.config import Config, Stage, selected_stages
 from spelling_exp.errors import ConfigError
 from spelling_exp.stages.context import RunContext
 from spelling_exp.storage.io import atomic_write_text
-from spelling_exp.storage.layout import RunLayout, SweepLayout, control_expected, eval_finished
+from spelling_exp.storage.layout import RunLayout, SweepLayout, control_expected, eval_finished, random_expected
 
 
 def check(config: Config, run_dir: Path) -> None:
@@ -31,15 +31,16 @@ def check(config: Config, run_dir: Path) -> None:
         if not path and stage not in stages and not eval_finished(layout.stage_dir(stage)):
             raise ConfigError(f"stage=compare: no {stage} evaluation in {run_dir}; set {key}=<eval dir> "
                               f"(and the other of compare.base / compare.adapter), or run {stage} first")
-    if c.control and not eval_finished(c.control):
-        raise ConfigError(f"compare.control={c.control}: no finished evaluation there (metrics.json missing)")
+    for key, path in (("compare.control", c.control), ("compare.random", c.random)):
+        if path and not eval_finished(path):
+            raise ConfigError(f"{key}={path}: no finished evaluation there (metrics.json missing)")
 
 
 def analysis_plan(ctx: RunContext) -> dict[str, Any]:
     """The declared plan: a control is expected when this run trains one or names one."""
     cfg = ctx.cfg
-    has_control = control_expected(cfg.stages, cfg.compare.control)
-    return resolve_plan(cfg.analysis, has_control)
+    return resolve_plan(cfg.analysis, control_expected(cfg.stages, cfg.compare.control),
+                        random_expected(cfg.stages, cfg.compare.random))
 
 
 def run_compare_stage(ctx: RunContext) -> dict[str, Any]:
@@ -53,12 +54,15 @@ def run_compare_stage(ctx: RunContext) -> dict[str, Any]:
     base, adapter = layout.base_eval(c.base), layout.adapter_eval(c.adapter)
     plan = analysis_plan(ctx)
     control_dir = Path(c.control) if c.control else layout.eval_control
-    result = compare_arms(base, adapter, control_dir, plan, n_boot=c.n_bootstrap, seed=c.seed)
+    random_dir = Path(c.random) if c.random else layout.eval_random
+    result = compare_arms(base, adapter, control_dir, plan, n_boot=c.n_bootstrap, seed=c.seed,
+                          random_dir=random_dir)
     control = "control" in result  # compare_arms decided whether the control arm is in the comparison
     out = layout.compare
     write_comparison(result, out)
     table = comparison_table(result)
-    heading = "## Base vs placebo vs spelling adapter (paired)" if control else "## Base vs adapter (paired)"
+    heading = "## Base vs the control arms vs the spelling adapter (paired)" if control else \
+        "## Base vs adapter (paired)"
     atomic_write_text(layout.comparison_md, f"{heading}\n\n" + table)
     print(table)
     flat = {}
@@ -69,10 +73,10 @@ def run_compare_stage(ctx: RunContext) -> dict[str, Any]:
         flat[f"compare/{task}/no_answer_diff"] = fmt["no_answer"]["diff"]
         flat[f"compare/{task}/bound_worst"] = fmt["bounds"]["worst"]["diff"]
         flat[f"compare/{task}/bound_best"] = fmt["bounds"]["best"]["diff"]
-        if control:
-            sp = result["control"]["spelling_vs_placebo"]["tasks"][task]["strict"]
-            for k in ("base", "diff", "p", "p_holm", "mde80"):
-                flat[f"compare/spelling_vs_placebo/{task}/{'placebo' if k == 'base' else k}"] = sp.get(k)
+        for name, contrast in result.get("control", {}).items():  # every control contrast that ran
+            s = contrast["tasks"][task]["strict"]
+            for k in ("base", "adapter", "diff", "p", "p_holm", "mde80"):
+                flat[f"compare/{name}/{task}/{k}"] = s.get(k)
     flat["compare/plan_hash"] = plan["hash"]
     ctx.tracker.log(flat)
     ctx.tracker.summary(flat)

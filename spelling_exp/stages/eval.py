@@ -1,6 +1,7 @@
 """Eval stages: `eval` (eval.adapter_path, or the base model), `eval_base` (no adapter),
 `eval_adapter` (the adapter trained in this run dir, never a configured one), `eval_control`
-(the placebo adapter trained in this run dir). All on the same hold-out questions."""
+(the placebo adapter trained in this run dir), `eval_random` (the random-letters adapter). All on
+the same hold-out questions."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +14,8 @@ from spelling_exp.storage.io import iter_jsonl
 from spelling_exp.storage.layout import RunLayout
 
 # The eval stages that evaluate the adapter a train stage of this run dir left.
-TRAINED_BY = {Stage.eval_adapter: Stage.train, Stage.eval_control: Stage.train_control}
+TRAINED_BY = {Stage.eval_adapter: Stage.train, Stage.eval_control: Stage.train_control,
+              Stage.eval_random: Stage.train_random}
 
 
 def check(config: Config, run_dir: Path) -> None:
@@ -96,3 +98,8 @@ def run_eval_adapter_stage(ctx: RunContext) -> EvalResult:
 def run_eval_control_stage(ctx: RunContext) -> EvalResult:
     return _evaluate(ctx, Stage.eval_control, _run_dir_adapter(RunLayout(ctx.run_dir), Stage.train_control),
                      "placebo adapter")
+
+
+def run_eval_random_stage(ctx: RunContext) -> EvalResult:
+    return _evaluate(ctx, Stage.eval_random, _run_dir_adapter(RunLayout(ctx.run_dir), Stage.train_random),
+                     "random-letters adapter")

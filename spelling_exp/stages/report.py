@@ -34,10 +34,11 @@ def run_report_stage(ctx: RunContext) -> Path:
     run_dir, cfg, layout, c = ctx.run_dir, ctx.cfg, RunLayout(ctx.run_dir), ctx.cfg.compare
     base, adapter, control_dir = (layout.base_eval(c.base), layout.adapter_eval(c.adapter),
                                   layout.control_eval(c.control))
+    random_dir = layout.random_eval(c.random)
     if layout.comparison.is_file():
         comparison = read_comparison(layout.comparison)
-    elif control_dir:
-        comparison = compare_with_control(base, adapter, control_dir, c.n_bootstrap, c.seed)
+    elif control_dir or random_dir:
+        comparison = compare_with_control(base, adapter, control_dir, c.n_bootstrap, c.seed, random_dir=random_dir)
     else:
         comparison = compare_evals(base, adapter, c.n_bootstrap, c.seed)
     base_dir, adapter_dir = Path(comparison["base_dir"]), Path(comparison["adapter_dir"])
@@ -57,9 +58,10 @@ def run_report_stage(ctx: RunContext) -> Path:
     out = write_report(run_dir, title, comparison, read_json(metrics_file(base_dir)),
                        read_json(metrics_file(adapter_dir)), log_history, config_yaml, train_info,
                        dpi=cfg.report.dpi, control=control,
-                       control_train_info=_train_info(layout.control_adapter) if control else None)
+                       control_train_infos={"placebo adapter": _train_info(layout.control_adapter),
+                                            "random-letters adapter": _train_info(layout.random_adapter)})
     ctx.tracker.artifact(out, f"report-{run_dir.name}", "report")
-    who = "base vs placebo vs spelling adapter" if control else "base vs LoRA adapter"
+    who = "base vs the control arms vs the spelling adapter" if "control" in comparison else "base vs LoRA adapter"
     print(f"\n== Answer: {who} on hold-out words ==\n")
     print(comparison_table(comparison))
     print(f"report: {out / 'report.html'}")

@@ -46,3 +46,8 @@ def run_train_stage(ctx: RunContext) -> TrainResult:
 def run_train_control_stage(ctx: RunContext) -> TrainResult:
     """The placebo arm: same seed, templates, words, steps; letters of each word shuffled."""
     return _train(ctx, Stage.train_control, Spellings.shuffled)
+
+
+def run_train_random_stage(ctx: RunContext) -> TrainResult:
+    """The format-only arm: same seed, templates, words, steps and token counts; random letters."""
+    return _train(ctx, Stage.train_random, Spellings.random)

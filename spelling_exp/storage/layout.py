@@ -3,9 +3,10 @@
 A run dir (one job)::
 
     data/                  the data artifacts; data/report/ the data report
-    eval/ eval_base/ eval_adapter/ eval_control/
+    eval/ eval_base/ eval_adapter/ eval_control/ eval_random/
                            one evaluation per arm; finished once its metrics.json is written
-    train/adapter/         the spelling adapter;  train_control/adapter/ the placebo adapter
+    train/adapter/         the spelling adapter;  train_control/adapter/ the placebo adapter;
+                           train_random/adapter/ the random-letters (format-only) adapter
     compare/comparison.json (+ comparison.md)     the paired comparison
     report/                report.md, report.html, plots/
     resolved_config.yaml   job_result.json        .hydra/overrides.yaml (Hydra's)
@@ -28,6 +29,7 @@ JOB_RESULT = "job_result.json"
 ADAPTER = "adapter"
 HYDRA_DIR = ".hydra"
 CONTROL_STAGES = ("train_control", "eval_control")  # the placebo arm's stages
+RANDOM_STAGES = ("train_random", "eval_random")  # the random-letters arm's stages
 
 
 def metrics_file(eval_dir: str | Path) -> Path:
@@ -45,6 +47,11 @@ def control_expected(stages: Iterable[str], configured: str | None = None) -> bo
     the run trains or evaluates one (train_control / eval_control among its stages), or names one
     (compare.control). Whether it ran: RunLayout.control_eval."""
     return bool(configured) or any(str(s) in CONTROL_STAGES for s in stages)
+
+
+def random_expected(stages: Iterable[str], configured: str | None = None) -> bool:
+    """As control_expected, for the random-letters arm (train_random / eval_random, compare.random)."""
+    return bool(configured) or any(str(s) in RANDOM_STAGES for s in stages)
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,18 @@ class RunLayout:
         return self.adapter_of("train_control")
 
     @property
+    def eval_random(self) -> Path:
+        return self.stage_dir("eval_random")
+
+    @property
+    def train_random(self) -> Path:
+        return self.stage_dir("train_random")
+
+    @property
+    def random_adapter(self) -> Path:
+        return self.adapter_of("train_random")
+
+    @property
     def compare(self) -> Path:
         return self.stage_dir("compare")
 
@@ -145,6 +164,13 @@ class RunLayout:
         if configured:
             return Path(configured)
         return self.eval_control if eval_finished(self.eval_control) else None
+
+    def random_eval(self, configured: str | None = None) -> Path | None:
+        """The random-letters arm's evaluation, as control_eval: compare.random, else eval_random once
+        it finished; None without that arm."""
+        if configured:
+            return Path(configured)
+        return self.eval_random if eval_finished(self.eval_random) else None
 
 
 @dataclass(frozen=True)
