@@ -386,6 +386,10 @@ class EvalConfig:
     # The question wordings are data (conf/eval/default.yaml), so they have no code default.
     phrasings: dict[str, list[str]] = field(default_factory=dict)
     n_samples: int = 1  # replies per question
+    # Forced-choice scoring beside generation (evaluation/forced_choice.py): every candidate answer's
+    # log-probability as the whole reply; no parser, blind to answer format. Backends that cannot
+    # score candidates (the servers) say so and skip it.
+    forced_choice: bool = True
     batch_size: int = 32
     max_new_tokens: int = 64  # quickstart, greedy base model: 0.7% of replies reach 64 tokens (40: 2.3%)
     backend: EvalBackend = EvalBackend.hf

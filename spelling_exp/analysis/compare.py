@@ -90,6 +90,12 @@ def _per_question(pred_path: Path) -> dict[str, dict[str, float | None]]:
     return out
 
 
+def _forced_choice(eval_dir: Path) -> dict[str, float]:
+    """Per question: 1 if the most probable candidate answer is right (evaluation/forced_choice.py)."""
+    path = Path(eval_dir) / "forced_choice.jsonl"
+    return {r["id"]: float(r["correct"]) for r in iter_jsonl(path)} if path.is_file() else {}
+
+
 def _field(per_question: dict[str, dict[str, float | None]], key: str) -> dict[str, float]:
     return {i: v[key] for i, v in per_question.items() if v[key] is not None}
 
@@ -207,6 +213,7 @@ def compare_evals(base_dir: Path, adapter_dir: Path, n_boot: int = 10000, seed: 
         out["plan"] = plan
     pa, pb = _per_question(base_dir / "predictions.jsonl"), _per_question(adapter_dir / "predictions.jsonl")
     correct = (_field(pa, "correct"), _field(pb, "correct"))
+    fa, fb = _forced_choice(base_dir), _forced_choice(adapter_dir)
     for scope in [*tasks, "overall"]:
         ids = sorted(i for i, q in qa.items() if scope == "overall" or q["task"] == scope)
         clusters = words  # questions about one word move together: every scope is clustered by word
@@ -214,6 +221,8 @@ def compare_evals(base_dir: Path, adapter_dir: Path, n_boot: int = 10000, seed: 
                          "primary" if scope in out["primary"] else "exploratory")
         # the strict reading is the only accuracy; what unreadable replies could change is bounded here
         entry: dict[str, Any] = {"strict": strict, "format": answer_format(ids, pa, pb, words, n_boot, seed)}
+        if fa and fb and all(i in fa and i in fb for i in ids):  # no parser: blind to the answer's format
+            entry["forced_choice"] = _paired(ids, fa, fb, clusters, n_boot, seed, "exploratory")
         clean = [i for i in ids if qa[i].get("contamination") == "clean"]
         if clean and len(clean) < len(ids):  # hold-out words with no trained word inside or around them
             entry["clean"] = _paired(clean, *correct, clusters, n_boot, seed, "exploratory")
@@ -416,6 +425,24 @@ def three_way_table(c: dict[str, Any]) -> list[str]:
     return lines
 
 
+def forced_choice_table(c: dict[str, Any]) -> list[str]:
+    """Forced-choice accuracy (no parser) beside strict accuracy, for every contrast that has it."""
+    comps = [("spelling vs base", c)] + [(n.replace("_", " "), sub) for n, sub in c.get("control", {}).items()]
+    rows = [(name, task, e) for name, comp in comps for task, e in ordered_tasks(comp) if "forced_choice" in e]
+    if not rows:
+        return []
+    lines = ["**Forced choice** (exploratory: the most probable candidate answer, scored without a parser, blind to "
+             "answer format; beside the strict generation score)", "",
+             "| contrast | task | A → B, forced choice | B − A, forced choice [95% CI] | p | "
+             "B − A, strict (generation) |",
+             "|---|---|---|---|---|---|"]
+    for name, task, e in rows:
+        f, st = e["forced_choice"], e["strict"]
+        lines.append(f"| {name} | {task} | {_pct(f['base'])} → {_pct(f['adapter'])} | {_plain(f)} | {f['p']:.3g} | "
+                     f"{_plain(st)} |")
+    return lines
+
+
 def format_table(c: dict[str, Any]) -> list[str]:
     """Exploratory: how much the strict difference depends on replies the parser could not read,
     and the clean hold-out words, as Markdown lines."""
@@ -474,7 +501,9 @@ def comparison_table(c: dict[str, Any]) -> str:
                  "contradicts the Holm verdict; TOST p: equivalence within ±"
                  f"{100 * c.get('sesoi', 0.03):g} points. Questions are clustered by word in every test and interval. "
                  "Everything else is exploratory.")
-    if "control" in c:  # the primary contrast's own sensitivity first
+    if fc := forced_choice_table(c):
+        lines += ["", *fc]
+    if "spelling_vs_placebo" in c.get("control", {}):  # the primary contrast's own sensitivity first
         lines += ["", *format_table(c["control"]["spelling_vs_placebo"])]
     lines += ["", *format_table(c)]
     return "\n".join(lines) + "\n"

@@ -30,6 +30,7 @@ from typing import Any
 from spelling_exp import tasks
 from spelling_exp.config import EvalConfig, ModelConfig
 from spelling_exp.errors import ConfigError
+from spelling_exp.evaluation import forced_choice
 from spelling_exp.evaluation.external import load_external_questions, source_counts, summary_line
 from spelling_exp.evaluation.metrics import compute_metrics, metrics_table
 from spelling_exp.evaluation.questions import build_questions, validate_eval_config
@@ -47,7 +48,8 @@ from spelling_exp.storage.io import (
 from spelling_exp.tasks.records import Question, Reading
 
 log = logging.getLogger(__name__)
-EVAL_FORMAT_VERSION = 2  # bump when parsing or scoring changes: invalidates cached evaluations
+# bump when parsing or scoring changes: invalidates cached evaluations (3: forced-choice scores)
+EVAL_FORMAT_VERSION = 3
 EVAL_FILES = ("questions.jsonl", "predictions.jsonl", "metrics.json", "metrics.md")
 
 
@@ -92,6 +94,7 @@ def eval_payload(eval_cfg: EvalConfig, model: ModelConfig, questions_sha: str, a
         "questions_sha256": questions_sha,
         "split": str(e.split) if questions_source is None else "external",
         "generation": generation,
+        "forced_choice": e.forced_choice,
     }
     if questions_source is not None:
         payload["questions_source"] = questions_source
@@ -254,12 +257,23 @@ def evaluate(eval_cfg: EvalConfig, model: ModelConfig, holdout_path: Path, out: 
         print(summary_line(source))
 
     def evaluate_into_out() -> None:
+        (out / forced_choice.FILE).unlink(missing_ok=True)  # never another evaluation's scores
         backend = make_backend(eval_cfg, model, adapter, cache_dir, work_dir=out)
+        choice_rows = None
         try:
             predictions = run_predictions(eval_cfg, backend, out, questions, key)
+            if eval_cfg.forced_choice and forced_choice.supported(backend):
+                choice_rows = forced_choice.score_questions(backend, backend.render([q["prompt"] for q in questions]),
+                                                            questions)
+            elif eval_cfg.forced_choice:
+                log.info("forced-choice scoring: the %s backend cannot score candidate answers; generation only",
+                         eval_cfg.backend)
         finally:  # a server the backend started stops here, also on errors and signals
             backend.close()
         metrics = compute_metrics(questions, predictions)
+        if choice_rows is not None:
+            atomic_write_jsonl(out / forced_choice.FILE, choice_rows)
+            metrics["forced_choice"] = forced_choice.metrics(questions, choice_rows, predictions)
         metrics["meta"] = {"key": key, "model": model.name, "adapter": adapter, "split": payload["split"],
                            "sampling": asdict(eval_cfg.sampling), "n_samples": eval_cfg.n_samples,
                            "identity": payload}
@@ -272,7 +286,8 @@ def evaluate(eval_cfg: EvalConfig, model: ModelConfig, holdout_path: Path, out: 
     if eval_cfg.use_cache:
         # The whole evaluation runs under the cache's per-key lock: jobs of a sweep that need the
         # same (base) evaluation compute it once, the others wait and reuse it.
-        hit = ArtifactCache(cache_dir, "eval").compute_in_place(key, payload, out, evaluate_into_out, EVAL_FILES)
+        hit = ArtifactCache(cache_dir, "eval").compute_in_place(key, payload, out, evaluate_into_out, EVAL_FILES,
+                                                                optional=(forced_choice.FILE,))
         if hit:
             log.info("evaluation %s reused from cache (%s)", out.name, key)
     else:

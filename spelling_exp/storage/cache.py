@@ -99,16 +99,18 @@ class ArtifactCache:
         return final, False
 
     def compute_in_place(self, key: str, payload: Any, out_dir: Path, compute: Callable[[], None],
-                         files: Sequence[str] | None = None) -> bool:
+                         files: Sequence[str] | None = None, optional: Sequence[str] = ()) -> bool:
         """Stage results that are computed inside the run dir (resumable there), then cached.
 
         Under the key's lock, unless a finished entry exists: ``compute()`` writes into
-        ``out_dir``; ``files`` (default: every file in it) become the entry. On a hit the entry is
-        published into ``out_dir`` instead. Returns whether it was a hit.
+        ``out_dir``; ``files`` (default: every file in it) become the entry, and ``optional`` ones
+        when compute() wrote them. On a hit the entry is published into ``out_dir`` instead.
+        Returns whether it was a hit.
         """
         def build(tmp: Path) -> None:
             compute()
-            paths = [out_dir / f for f in files] if files else [p for p in out_dir.iterdir() if p.is_file()]
+            paths = ([out_dir / f for f in files] + [out_dir / f for f in optional if (out_dir / f).is_file()]
+                     if files else [p for p in out_dir.iterdir() if p.is_file()])
             for path in paths:
                 shutil.copy2(path, tmp / path.name)
 

@@ -76,6 +76,13 @@ class Task:
     def score(self, q: Question, reply: str) -> Parsed:
         raise NotImplementedError
 
+    def choices(self, q: Question) -> dict[str, list[str]] | None:
+        """Forced-choice candidates (evaluation/forced_choice.py): answer value -> the replies that
+        say it. Integer answers: 0..12 (or the word's length, if longer), digits. None: not scored."""
+        if not self.numeric:
+            return None
+        return {str(i): [str(i)] for i in range(max(12, len(q["word"])) + 1)}
+
     def baselines(self, questions: list[Question]) -> dict[str, Rule]:
         """Name -> rule; the default is the best constant (chosen with hindsight: an optimistic floor)."""
         best = Counter(q["answer"] for q in questions).most_common(1)[0][0]

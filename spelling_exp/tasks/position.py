@@ -6,6 +6,7 @@ worded as "the last letter" instead of by ordinal (the reply is then read as bou
 """
 from __future__ import annotations
 
+import string
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -52,6 +53,10 @@ class Position(Task):
         Breakdown("by_stratum", "position_by_stratum", "asked letter", "for the first / a middle / the last letter"),
         Breakdown(WORD_TOKENS[0], "position_by_tokens", *WORD_TOKENS[1:]),
     )
+
+    def choices(self, q: Question) -> dict[str, list[str]] | None:
+        """Every letter, either case (one candidate: their probabilities add)."""
+        return {c: [c, c.upper()] for c in string.ascii_lowercase}
 
     def check(self, cfg: Any) -> None:
         super().check(cfg)

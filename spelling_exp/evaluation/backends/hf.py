@@ -77,6 +77,50 @@ class HFBackend(ChatPrompts):
         n = self.n_samples
         return [replies[i * n:(i + 1) * n] for i in range(len(prompts))]
 
+    def choice_logprobs(self, prompts: Sequence[str], options: Sequence[str], batch_size: int = 8) -> list[list[float]]:
+        """For each prompt, log P(option + end of turn | prompt) of each option: the option as the
+        whole reply (forced-choice scoring, evaluation/forced_choice.py). Per batch of prompts: one
+        forward pass over the left-padded prompts, then every option of every prompt in one batch on
+        the prompts' cached keys and values (positions counted from each prompt's first real token)."""
+        import torch
+
+        if self._model is None:
+            self._model = self._load()
+        end = self.tok.eos_token_id if self.tok.eos_token_id is not None else self.gen_kwargs["eos_token_id"][0]
+        conts = [self.tok(o, add_special_tokens=False)["input_ids"] + [end] for o in options]
+        # the last token (end of turn) is only predicted, never fed: a one-token option costs one position
+        k, width = len(conts), max(len(c) for c in conts) - 1
+        cont_ids = torch.tensor([c[:-1] + [end] * (width - len(c) + 1) for c in conts], device=self.device)
+        cont_mask = torch.tensor([[1] * (len(c) - 1) + [0] * (width - len(c) + 1) for c in conts],
+                                 device=self.device)
+        out: list[list[float]] = []
+        for start in range(0, len(prompts), batch_size):
+            enc = self.tok(list(prompts[start:start + batch_size]), return_tensors="pt", padding=True,
+                           add_special_tokens=False).to(self.device)
+            b, mask = enc["input_ids"].shape[0], enc["attention_mask"]
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            with torch.inference_mode():
+                pre = self._model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=pos, use_cache=True)
+                first = torch.log_softmax(pre.logits[:, -1].float(), dim=-1)  # left padding: the last is real
+                cache = getattr(pre, self._cache_kwarg())
+                cache.batch_repeat_interleave(k)
+                full_mask = torch.cat([mask.repeat_interleave(k, dim=0), cont_mask.repeat(b, 1)], dim=1)
+                cont_pos = pos[:, -1:].repeat_interleave(k, dim=0) + 1 + torch.arange(width, device=self.device)
+                logits = self._model(input_ids=cont_ids.repeat(b, 1), attention_mask=full_mask,
+                                     position_ids=cont_pos, **{self._cache_kwarg(): cache}).logits
+                logp = torch.log_softmax(logits.float(), dim=-1).view(b, k, width, -1)
+            for row in range(b):
+                out.append([first[row, c[0]].item() + sum(logp[row, i, j - 1, c[j]].item() for j in range(1, len(c)))
+                            for i, c in enumerate(conts)])
+        return out
+
+    def _cache_kwarg(self) -> str:
+        """transformers 5 renamed forward()'s past_key_values to cache; older versions know only the first."""
+        import inspect
+
+        base = self._model.get_base_model() if hasattr(self._model, "get_base_model") else self._model
+        return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+
     def close(self) -> None:
         pass
 
