@@ -27,6 +27,9 @@ def _eval(d, questions, scores, n_samples=3, rng=None):
         rows += [{"id": q["id"], "sample": k, "correct": bool(h), "parsed": None if not h and u else "x"}
                  for k, (h, u) in enumerate(zip(hits, unanswered))]
     (d / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # forced choice: right where the question's true accuracy is above one half (no draw)
+    (d / "forced_choice.jsonl").write_text("".join(json.dumps({"id": q["id"], "correct": bool(p > 0.5)}) + "\n"
+                                                   for q, p in zip(questions, scores)))
     (d / "metrics.json").write_text(json.dumps({"meta": {"identity": IDENTITY}}))
     return d
 
@@ -65,6 +68,7 @@ def test_a_seed_sweep_is_one_design_with_the_planned_primary_contrast(tmp_path):
         assert r["variance"]["seeds"] > 0 and r["variance"]["replies"] > 0
         assert s["contrasts"]["placebo_vs_base"][task]["analysis"] == "exploratory"
         assert s["contrasts"]["spelling_vs_base"][task]["n_seeds"] == [1, 4]
+        assert -1 <= r["forced_choice"]["diff"] <= 1 and "ci" in r["forced_choice"]
         f = r["format"]  # whatever the unanswered replies meant, the strict difference lies between the bounds
         assert f["worst"]["diff"] <= r["diff"] <= f["best"]["diff"] and 0 < f["no_answer"]["a"] < 0.2
     _, md = write_study(sweep, jobs)
@@ -72,6 +76,7 @@ def test_a_seed_sweep_is_one_design_with_the_planned_primary_contrast(tmp_path):
     assert json.loads((sweep / "study" / "study.json").read_text())["plan"]["hash"] == s["plan"]["hash"]
     assert any("the method helps" in line for line in md) and any("seeds / questions / replies" in line for line in md)
     assert any("if unanswered were: worst" in line for line in md)
+    assert any("forced choice: A → B" in line for line in md)
 
 
 def test_no_effect_with_many_questions_is_equivalence(tmp_path):

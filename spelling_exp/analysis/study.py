@@ -45,19 +45,21 @@ def is_study(rows: list[dict[str, Any]], swept: list[str]) -> bool:
     return len(rows) >= 2 and bool(swept) and all(k in SEED_KEYS for k in swept)
 
 
-Scores = dict[str, tuple[float, float, int, float]]
+Scores = dict[str, tuple[float, float, int, float, float | None]]
 
 
 def _scores(eval_dir: Path) -> Scores:
     """Per question: (share of replies right, their within-question variance p(1-p)n/(n-1), n, share
-    of replies with no parseable answer)."""
+    of replies with no parseable answer, forced-choice score 0/1 or None without one)."""
     hits: dict[str, list[tuple[bool, bool]]] = {}
     for r in iter_jsonl(eval_dir / "predictions.jsonl"):
         hits.setdefault(r["id"], []).append((bool(r["correct"]), r["parsed"] is None))
+    fc_path = eval_dir / "forced_choice.jsonl"
+    fc = {r["id"]: float(r["correct"]) for r in iter_jsonl(fc_path)} if fc_path.is_file() else {}
     out = {}
     for i, v in hits.items():
         n, p = len(v), sum(c for c, _ in v) / len(v)
-        out[i] = (p, p * (1 - p) * n / (n - 1) if n > 1 else 0.0, n, sum(u for _, u in v) / n)
+        out[i] = (p, p * (1 - p) * n / (n - 1) if n > 1 else 0.0, n, sum(u for _, u in v) / n, fc.get(i))
     return out
 
 
@@ -126,6 +128,12 @@ def analyse(sweep_dir: Path, jobs: list[str]) -> dict[str, Any]:
             r["a"], r["b"] = float(mat[side_a].mean()), float(mat[side_b].mean())
             r["arm_means"] = {side_a: mat[side_a].mean(axis=1).tolist(), side_b: mat[side_b].mean(axis=1).tolist()}
             r["analysis"] = "exploratory"
+            fc = {s: [[e[i][4] for i in ids] for e in arms[s]] for s in (side_a, side_b)}
+            if all(x is not None for s in fc.values() for row in s for x in row):  # no parser: format-blind
+                f = pooled_diff(np.array(fc[side_a]), np.array(fc[side_b]),
+                                clusters=[questions[i]["word"] for i in ids])
+                r["forced_choice"] = {"a": float(np.mean(fc[side_a])), "b": float(np.mean(fc[side_b])),
+                                      "diff": f["diff"], "ci": f["ci"], "p": f["p"]}
             per_scope[scope] = r
         out["contrasts"][contrast] = per_scope
     primary = out["contrasts"][plan["primary_contrast"]]
@@ -172,6 +180,13 @@ def _verdict(task: str, r: dict[str, Any], plan: dict[str, Any]) -> str:
     return f"{task}: inconclusive (neither a difference nor equivalence within +/-{100 * plan['sesoi']:g}): {pts}."
 
 
+def _fc_cell(f: dict[str, Any] | None) -> str:
+    if not f:
+        return "n/a"
+    return (f"{100 * f['a']:.1f}% → {100 * f['b']:.1f}%, {_pp(f['diff'])} [{_pp(f['ci'][0])}, {_pp(f['ci'][1])}] "
+            f"(p {f['p']:.3g})")
+
+
 def _pp(x: float) -> str:
     return f"{100 * x:+.1f}"
 
@@ -185,7 +200,7 @@ def study_section(s: dict[str, Any], image: str | None) -> list[str]:
           "seeds and questions together (crossed random effects, word-clustered, Satterthwaite t).", ""]
     md += [f"- **{r['verdict']}**" for t, r in s["contrasts"][plan["primary_contrast"]].items() if "verdict" in r]
     head = ["contrast", "task", "analysis", "arm A", "arm B", "B − A, points [95% CI]", "p (Holm p)", "df",
-            "variance: seeds / questions / replies"]
+            "variance: seeds / questions / replies", "forced choice: A → B, B − A [95% CI]"]
     body = []
     for contrast, scopes in s["contrasts"].items():
         a, b = ARMS[contrast]
@@ -199,10 +214,11 @@ def study_section(s: dict[str, Any], image: str | None) -> list[str]:
             body.append([contrast.replace("_", " "), scope, r["analysis"], f"{ARM_NAMES[a]} {100 * r['a']:.1f}%",
                          f"{ARM_NAMES[b]} {100 * r['b']:.1f}%",
                          f"{_pp(r['diff'])} [{_pp(iv[0])}, {_pp(iv[1])}]{'†' if 'ci_family' in r else ''}",
-                         f"{r['p']:.3g}{holm_p}", f"{r['df']:.1f}", split])
+                         f"{r['p']:.3g}{holm_p}", f"{r['df']:.1f}", split, _fc_cell(r.get("forced_choice"))])
     md += ["", *md_table(head, body), "",
            "† family-adjusted (Bonferroni over the primary tasks). Variance: the shares of Var(B − A) from the "
-           "training seeds, the questions (words) and the reply samples (n/a with one reply per question)."]
+           "training seeds, the questions (words) and the reply samples (n/a with one reply per question). Forced "
+           "choice (exploratory): the most probable candidate answer, scored without a parser, pooled the same way."]
     fmt = [(t, r["format"]) for t, r in s["contrasts"][plan["primary_contrast"]].items() if "format" in r]
     if fmt:
         a, b = ARMS[plan["primary_contrast"]]
