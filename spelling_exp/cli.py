@@ -273,6 +273,9 @@ def _hydra_refused(exc: BaseException | None) -> bool:
     return isinstance(exc, HydraException)
 
 
+MERGE_ERROR = "Error merging override "
+
+
 class _ComposeErrorStream:
     """stderr, minus Hydra's "set HYDRA_FULL_ERROR" trailer under a config that did not compose:
     there Hydra's message is the whole story. Hydra writes the trailer while it handles the
@@ -280,11 +283,34 @@ class _ComposeErrorStream:
 
     def __init__(self, stream):
         self._stream = stream
+        self._merge: list[str] | None = None  # an "Error merging override" message being collected
 
     def write(self, text: str) -> int:
-        if text == HYDRA_TRAILER and _hydra_refused(sys.exc_info()[1]):
+        refused = _hydra_refused(sys.exc_info()[1])
+        if text.startswith(MERGE_ERROR) and refused:
+            self._merge = [text]
+            return len(text)
+        if self._merge is not None and text != HYDRA_TRAILER:
+            self._merge.append(text)
+            return len(text)
+        if text == HYDRA_TRAILER and refused:
+            self._flush_merge()
             return len(text)
         return self._stream.write(text)
+
+    def _flush_merge(self) -> None:
+        """"Error merging override k=v", the reason, then OmegaConf's internals (full_key,
+        reference_type, object_type): written as one line, the override and the reason."""
+        if self._merge is None:
+            return
+        lines = [line for line in "".join(self._merge).splitlines() if line.strip() and not line.startswith(" ")]
+        self._merge = None
+        override, reason = lines[0][len(MERGE_ERROR):].strip(), " ".join(lines[1:])
+        self._stream.write(f"spelling_exp: error: {override}: {reason}\n")
+
+    def flush(self) -> None:
+        self._flush_merge()
+        self._stream.flush()
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)

@@ -298,7 +298,7 @@ class TrainConfig:
     lr_scheduler: LRScheduler = LRScheduler.cosine
     warmup_ratio: float = 0.03
     epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides epochs
+    max_steps: int | None = None  # optimizer steps; null: train.epochs decides (-1 and 0 are refused)
     # Batching: the length-bucketed loader that orders the training examples. The same settings
     # give the trainer's batches and the batching statistics written beside the adapter.
     batch_size: int = 16

@@ -1,8 +1,8 @@
 """End of a multirun: the sweep summary, failures with their logs, the cross-run comparison report.
 
-In a multirun a failing job records its failure and returns, so the other jobs still run; at the
-end ``SweepSummaryCallback`` lists the failures with their logs, writes the cross-run comparison
-report and exits non-zero if any job failed.
+(Before any job starts, sweep_checks.py checks every job's config.) In a multirun a failing job records its
+failure and returns, so the other jobs still run; at the end the callback lists the failures with
+their logs, writes the cross-run comparison report and exits non-zero if any job failed.
 
 Imports stay light (no torch): Hydra instantiates the callback at start-up.
 """

@@ -8,7 +8,7 @@ shows: exit 2, exactly one line on stderr, no traceback or Hydra trailer, no run
 refused secret left in the records Hydra writes before any check can run.
 """
 import pytest
-from helpers import compose_config, run_cli
+from helpers import ROOT, compose_config, run_cli
 from hydra.errors import HydraException
 
 from spelling_exp.errors import SpellingExpError
@@ -60,6 +60,14 @@ OURS = [
     (["stage=data", "model=qwen3_4b", "+model.chat_template_kwargs.enable_thinking=true"], "non-thinking"),
     (["stage=data", "+train.learnign_rate=1e-4"], "train.learnign_rate (did you mean train.learning_rate?)"),
     (["stage=data", "+data.holdout.n_tset=5"], "unknown key data.holdout.n_tset (did you mean data.holdout.n_test?)"),
+    (["stage=data", f"model.path={ROOT / 'tests' / 'data'}", "model.gguf_file=null"],
+     "a directory with no model in it (no config.json)"),
+    (["stage=data", "model.path=/nonexistent/model", "model.gguf_file=null"], "model.path=/nonexistent/model: no such"),
+    ([*DATA_TRAIN, "train.max_steps=-1"], "train.max_steps=-1: must be >= 1, or null to train train.epochs epochs"),
+    ([*DATA_TRAIN, "train.max_steps=0"], "train.max_steps=0: must be >= 1"),
+    (["stages=[data,eval_random]"], "run the train_random stage first"),
+    (["stages=[data,eval_base,train,eval_adapter,compare]", "compare.random=/nonexistent"],
+     "compare.random=/nonexistent: no finished evaluation"),
     (["stage=data", "+logger.api_key=SECRET-abc123"], "logger.api_key: secrets are read from the environment only"),
     (["stage=data", "+model.chat_template_kwargs.token=SECRET-abc123"], "model.chat_template_kwargs.token: secrets"),
 ]
@@ -136,3 +144,47 @@ def test_refused_secret_is_left_in_no_record(secret, tmp_path):
     # Hydra writes its own records (.hydra/) before any check can run; the secret must not stay there
     assert (tmp_path / "hydra" / ".hydra" / "overrides.yaml").is_file()
     assert not any("SECRET-abc123" in p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file())
+
+
+def test_an_evaluation_compared_with_itself_is_refused(tmp_path):
+    done = tmp_path / "eval"
+    done.mkdir()
+    (done / "metrics.json").write_text("{}")
+    cfg = compose_config("stage=compare", f"compare.base={done}", f"compare.adapter={done}/",
+                         f"output_dir={tmp_path}/run")
+    with pytest.raises(SpellingExpError, match="compare.adapter=.*the same evaluation as compare.base"):
+        validate(cfg, tmp_path / "run")
+
+
+def test_a_sweep_with_one_bad_job_is_refused_before_any_job_runs(tmp_path):
+    """The valid job lora.r=4 would run first; the whole sweep is checked before it (sweep_checks.py)."""
+    r = run_cli("-m", "+experiment=smoke", "lora.r=4,0", f"paths.multirun_root={tmp_path}/mr", "logger=none")
+    assert r.returncode == 2 and r.stderr == "spelling_exp: error: sweep job 1 (lora.r=0): lora.r=0: must be >= 1\n"
+    assert not (tmp_path / "mr").exists(), "no job ran, no sweep dir was written"
+
+
+def test_a_preset_sweep_is_checked_with_its_own_seeds(tmp_path):
+    r = run_cli("+experiment=study_cpu", "eval.n_questions=0", f"paths.multirun_root={tmp_path}/mr", "logger=none")
+    assert r.returncode == 2 and "sweep job 0 (train.seed=0): eval.n_questions=0: must be >= 1" in r.stderr, r.stderr
+    assert not (tmp_path / "mr").exists()
+
+
+@pytest.mark.slow
+def test_a_server_that_is_not_there_leaves_no_empty_evaluation(tmp_path):
+    r = run_cli("stage=eval", "eval.backend=openai", "eval.openai.base_url=http://127.0.0.1:9/v1",
+                "eval.openai.model=x", f"output_dir={tmp_path}/run")
+    assert r.returncode == 2 and "no server answers" in r.stderr
+    assert not (tmp_path / "run" / "eval").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arg,line", [
+    ("train.seed=abc",
+     "spelling_exp: error: train.seed=abc: Value 'abc' of type 'str' could not be converted to Integer"),
+    ("stages=[data,bogus]", "spelling_exp: error: stages=[data,bogus]: Invalid value 'bogus', expected one of [data,"),
+])
+def test_a_value_of_the_wrong_type_is_one_line_without_omegaconf_internals(arg, line, tmp_path):
+    r = run_cli(arg, f"output_dir={tmp_path}/run", f"hydra.run.dir={tmp_path}/hydra")
+    _refused(r, tmp_path)
+    assert r.stderr.startswith(line) and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "reference_type" not in r.stderr and "full_key" not in r.stderr

@@ -20,6 +20,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -250,6 +251,7 @@ def evaluate(eval_cfg: EvalConfig, model: ModelConfig, holdout_path: Path, out: 
     q_sha = sha256_text("".join(canonical_json(q) + "\n" for q in questions))
     payload = eval_payload(eval_cfg, model, q_sha, adapter, source_counts(source) if source else None)
     key = cache_key(payload)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_jsonl(out / "questions.jsonl", questions)
     if source is not None:  # outside the cache entry: it names this run's file path
@@ -283,15 +285,23 @@ def evaluate(eval_cfg: EvalConfig, model: ModelConfig, holdout_path: Path, out: 
         atomic_write_text(out / "metrics.md", metrics_table(metrics, title or out.name))
 
     hit = False
-    if eval_cfg.use_cache:
-        # The whole evaluation runs under the cache's per-key lock: jobs of a sweep that need the
-        # same (base) evaluation compute it once, the others wait and reuse it.
-        hit = ArtifactCache(cache_dir, "eval").compute_in_place(key, payload, out, evaluate_into_out, EVAL_FILES,
-                                                                optional=(forced_choice.FILE,))
-        if hit:
-            log.info("evaluation %s reused from cache (%s)", out.name, key)
-    else:
-        evaluate_into_out()
+    try:
+        if eval_cfg.use_cache:
+            # The whole evaluation runs under the cache's per-key lock: jobs of a sweep that need the
+            # same (base) evaluation compute it once, the others wait and reuse it.
+            hit = ArtifactCache(cache_dir, "eval").compute_in_place(key, payload, out, evaluate_into_out, EVAL_FILES,
+                                                                    optional=(forced_choice.FILE,))
+            if hit:
+                log.info("evaluation %s reused from cache (%s)", out.name, key)
+        else:
+            evaluate_into_out()
+    except BaseException:
+        # failed before a single reply (a server that is not there): leave no empty evaluation dir behind;
+        # with replies written, the dir stays, and a rerun resumes from them
+        pred = out / "predictions.jsonl"
+        if created and (not pred.is_file() or pred.stat().st_size == 0):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     metrics = read_json(out / "metrics.json")
     print(metrics_table(metrics, title or out.name))
     return EvalResult(out, metrics, hit)

@@ -55,6 +55,13 @@ def check_model(config: Config) -> None:
     check_thinking_disabled(m.family, m.enable_thinking, m.chat_template_kwargs)
     if m.gguf_file:
         gguf_path(m.path, m.gguf_file)
+    elif not str(m.path).startswith("random:"):
+        local = Path(str(m.path)).expanduser()
+        if local.is_dir() and not (local / "config.json").is_file():
+            raise ConfigError(f"model.path={m.path}: a directory with no model in it (no config.json); point it at "
+                              "a model dir (config.json + weights), a hub id, or set model.gguf_file to a GGUF there")
+        if not local.exists() and str(m.path).startswith(("/", "./", "../", "~")):
+            raise ConfigError(f"model.path={m.path}: no such directory; point it at a model dir or use a hub id")
     check_random_init(m)
 
 

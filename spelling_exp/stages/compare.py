@@ -34,6 +34,17 @@ def check(config: Config, run_dir: Path) -> None:
     for key, path in (("compare.control", c.control), ("compare.random", c.random)):
         if path and not eval_finished(path):
             raise ConfigError(f"{key}={path}: no finished evaluation there (metrics.json missing)")
+    arms = {"compare.base": layout.base_eval(c.base), "compare.adapter": layout.adapter_eval(c.adapter),
+            "compare.control": Path(c.control) if c.control else None,
+            "compare.random": Path(c.random) if c.random else None}
+    seen: dict[Path, str] = {}
+    for key, path in arms.items():
+        if path is None:
+            continue
+        if (where := path.resolve()) in seen:  # an evaluation compared with itself: a comparison of nothing
+            raise ConfigError(f"{key}={path}: the same evaluation as {seen[where]}; compare two different "
+                              "evaluations (e.g. compare.base=<base eval dir> compare.adapter=<adapter eval dir>)")
+        seen[where] = key
 
 
 def analysis_plan(ctx: RunContext) -> dict[str, Any]:

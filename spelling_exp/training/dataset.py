@@ -69,7 +69,7 @@ def build_train_dataset(examples_path: Path, tok: Any, model_cfg: ModelConfig,
         raise ConfigError(f"no training examples in {examples_path}")
     tokenized = tokenize_examples(examples, tok, model_cfg, t.max_length)
     per_epoch = math.ceil(len(examples) / t.batch_size)
-    total_batches = t.max_steps * t.grad_accum if t.max_steps > 0 else math.ceil(t.epochs * per_epoch)
+    total_batches = t.max_steps * t.grad_accum if t.max_steps else math.ceil(t.epochs * per_epoch)
     rows: dict[str, list] = {"input_ids": [], "completion_mask": []}
     stats = BatchStats()
     epoch = n = 0

@@ -79,7 +79,9 @@ def validate_train_config(train: TrainConfig, lora: LoraConfig) -> None:
     require(t.length_tolerance >= 0, "train.length_tolerance", t.length_tolerance, ">= 0")
     require(t.eval_steps >= 0, "train.eval_steps", t.eval_steps, ">= 0 (0: no validation loss)")
     require(0 <= t.warmup_ratio < 1, "train.warmup_ratio", t.warmup_ratio, "in [0, 1)")
-    require(t.max_steps > 0 or t.epochs > 0, "train.epochs", t.epochs, "> 0 (or set train.max_steps > 0)")
+    if t.max_steps is not None:  # HF's -1 ("no limit") would silently train epochs instead
+        require(t.max_steps >= 1, "train.max_steps", t.max_steps, ">= 1, or null to train train.epochs epochs")
+    require(bool(t.max_steps) or t.epochs > 0, "train.epochs", t.epochs, "> 0 (or set train.max_steps >= 1)")
     require(lora.r >= 1, "lora.r", lora.r, ">= 1")
     require(lora.alpha > 0, "lora.alpha", lora.alpha, "> 0")
     require(0 <= lora.dropout < 1, "lora.dropout", lora.dropout, "in [0, 1)")
@@ -97,15 +99,23 @@ def training_arguments(t: TrainConfig, out: Path, steps: int, precision: str, de
     """TRL's SFTConfig for these settings. ``padding_free`` and ``packing`` are set to False
     explicitly: unsloth turns padding-free batching on when ``padding_free`` is left unset, and
     LeanSFTTrainer's loss needs padded batches (checked again on the built trainer)."""
+    import inspect
+
     from trl import SFTConfig
 
+    # transformers 5 renamed gradient_checkpointing to activation_checkpointing; passing the old name
+    # prints a FutureWarning on every training, so pass whichever this version knows. The other one
+    # (`is_gradient_checkpointing`) comes from inside transformers and PEFT: setup() silences it.
+    known = inspect.signature(SFTConfig).parameters
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in known else "gradient_checkpointing"
     return SFTConfig(
+        **{checkpointing: t.gradient_checkpointing},
         output_dir=str(out / "checkpoints"), per_device_train_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum, learning_rate=t.learning_rate,
         lr_scheduler_type=str(t.lr_scheduler), warmup_steps=math.ceil(t.warmup_ratio * steps), num_train_epochs=1,
         max_steps=steps, logging_steps=t.log_steps, logging_first_step=True, save_strategy="steps",
         save_steps=t.save_steps, save_total_limit=t.save_total_limit, bf16=precision == "bf16",
-        fp16=precision == "fp16", use_cpu=device == "cpu", gradient_checkpointing=t.gradient_checkpointing,
+        fp16=precision == "fp16", use_cpu=device == "cpu",
         seed=t.seed, data_seed=t.seed, report_to="none", max_length=t.max_length, completion_only_loss=True,
         padding_free=False, packing=False,
         dataloader_num_workers=0, disable_tqdm=False, save_only_model=False, per_device_eval_batch_size=t.batch_size,
@@ -114,9 +124,13 @@ def training_arguments(t: TrainConfig, out: Path, steps: int, precision: str, de
 
 
 def setup(job: TrainJob, on_log: LogFn | None = None) -> TrainingSetup:
+    import warnings
+
     from spelling_exp.model.loading import resolve_device
     from spelling_exp.training.model import choose_backend, load_trainable_model, resolve_precision
 
+    # transformers' and PEFT's own reads of the renamed property, on every training: noise, not a problem
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     model_cfg, lora, t, out = job.model, job.lora, job.train, job.out
     resume = resolve_resume(t.resume, out / "checkpoints")
     backend = choose_backend(t.backend, lora)
