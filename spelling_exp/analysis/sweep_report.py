@@ -28,14 +28,15 @@ from spelling_exp.tasks import PRIMARY_TASKS
 log = logging.getLogger(__name__)
 
 # two-sided 95% t quantiles for df = 1..30; beyond that the normal value is close enough
-_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
 IGNORED_OVERRIDE_PREFIXES = ("hydra.", "+experiment", "experiment", "+sweep", "sweep", "sweep_id", "output_dir",
                              "logger")
 
 
 def t95(df: int) -> float:
-    return _T95[df - 1] if 1 <= df <= len(_T95) else 1.96
+    """The two-sided 95% critical value of t with ``df`` degrees of freedom (one source: pooled.py)."""
+    from spelling_exp.analysis.pooled import t_quantile
+
+    return t_quantile(0.975, df)
 
 
 def seed_mean_ci(values: list[float]) -> tuple[float, float, float]:
