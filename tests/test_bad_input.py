@@ -66,6 +66,8 @@ OURS = [
     ([*DATA_TRAIN, "train.max_steps=-1"], "train.max_steps=-1: must be >= 1, or null to train train.epochs epochs"),
     ([*DATA_TRAIN, "train.max_steps=0"], "train.max_steps=0: must be >= 1"),
     (["stages=[data,eval_random]"], "run the train_random stage first"),
+    ([*DATA_EVAL, "eval.backend=openai", "eval.merge_adapter=true"], "eval.merge_adapter=true: the openai backend"),
+    ([*DATA_EVAL, "eval.backend=vllm", "eval.merge_adapter=true"], "eval.merge_adapter=true: the vllm backend"),
     (["stages=[data,eval_base,train,eval_adapter,compare]", "compare.random=/nonexistent"],
      "compare.random=/nonexistent: no finished evaluation"),
     (["stage=data", "+logger.api_key=SECRET-abc123"], "logger.api_key: secrets are read from the environment only"),

@@ -55,6 +55,9 @@ def served_model(eval_cfg: EvalConfig, adapter: str | None) -> str | None:
 
 
 def check(eval_cfg: EvalConfig, model: ModelConfig, evaluates_adapter: bool) -> None:
+    if eval_cfg.merge_adapter:  # never silently ignored: the server holds the weights
+        raise ConfigError("eval.merge_adapter=true: the openai backend asks a server, which applies (or merged) "
+                          "the adapter itself; set eval.merge_adapter=false")
     s = eval_cfg.openai
     require_server_settings(s.base_url, s.model, adapter=False)
     if evaluates_adapter:

@@ -43,6 +43,9 @@ def identity(eval_cfg: EvalConfig) -> dict[str, Any]:
 
 
 def check(eval_cfg: EvalConfig, model: ModelConfig, evaluates_adapter: bool) -> None:
+    if eval_cfg.merge_adapter:  # never silently ignored
+        raise ConfigError("eval.merge_adapter=true: the vllm backend applies the adapter as a LoRARequest "
+                          "(never merged); set eval.merge_adapter=false")
     require_vllm()
 
 
