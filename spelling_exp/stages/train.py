@@ -14,8 +14,12 @@ from spelling_exp.training.recipe import TrainJob, TrainResult, train, validate_
 
 
 def check(config: Config, run_dir: Path) -> None:
-    """The training and LoRA config; an explicit train.resume must be a valid checkpoint."""
+    """The training and LoRA config; an explicit train.resume must be a valid checkpoint; the LoRA
+    target modules exist in the model (read from its config, no weights loaded)."""
+    from spelling_exp.training.model import check_target_modules
+
     validate_train_config(config.train, config.lora)
+    check_target_modules(config.lora, config.model)
 
 
 def log_train_record(tracker: Tracker, record: dict[str, Any], step: int, prefix: str = "train") -> None:

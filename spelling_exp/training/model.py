@@ -184,3 +184,38 @@ def unsloth_model_dir(model_cfg: ModelConfig, cache_dir: str) -> str:  # pragma:
 
         return str(gguf_to_safetensors(gguf_path(model_cfg.path, model_cfg.gguf_file), cache_dir, model_cfg))
     return resolve_model_path(model_cfg.path)
+
+
+# The linear layers of the decoder architectures the families use (Llama-style attention + SwiGLU
+# MLP: SmolLM2 is a Llama, Qwen3 the same names), so lora.target_modules is checked before any
+# stage runs, without loading weights. Other architectures are checked when the model loads.
+LLAMA_STYLE_LINEAR = frozenset({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})
+LLAMA_STYLE_TYPES = frozenset({"llama", "qwen2", "qwen3", "mistral"})
+
+
+def known_linear_modules(model_cfg: Any) -> frozenset[str] | None:
+    """The names LoRA can target in this model, from its config alone; None when not known up front."""
+    import json
+    from pathlib import Path
+
+    if str(model_cfg.family) in ("qwen3", "smollm2") or str(model_cfg.path).startswith("random:qwen3"):
+        return LLAMA_STYLE_LINEAR
+    config = Path(str(model_cfg.path)).expanduser() / "config.json"
+    if config.is_file():
+        try:
+            model_type = json.loads(config.read_text()).get("model_type")
+        except (OSError, ValueError):
+            return None
+        return LLAMA_STYLE_LINEAR if model_type in LLAMA_STYLE_TYPES else None
+    return None
+
+
+def check_target_modules(lora: Any, model_cfg: Any) -> None:
+    known = known_linear_modules(model_cfg)
+    targets = list(lora.target_modules)
+    if known is None or targets == ["all-linear"]:
+        return
+    missing = [m for m in targets if m not in known]
+    if missing:
+        raise ConfigError(f"lora.target_modules={targets}: {', '.join(missing)} not in {model_cfg.name} "
+                          f"(its linear layers: {', '.join(sorted(known))})")
