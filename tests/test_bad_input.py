@@ -69,6 +69,7 @@ OURS = [
      "nonexistent_proj not in smollm2_135m (its linear layers: down_proj, gate_proj,"),
     (["stages=[data,train]", "model=qwen3_tiny", "lora.target_modules=[q_proj,c_attn]"], "c_attn not in"),
     (["stages=[data,eval_random]"], "run the train_random stage first"),
+    (["stage=data", f"paths.cache_dir={ROOT / 'README.md'}/cache"], "README.md is a file, not a directory"),
     ([*DATA_EVAL, "eval.backend=openai", "eval.merge_adapter=true"], "eval.merge_adapter=true: the openai backend"),
     ([*DATA_EVAL, "eval.backend=vllm", "eval.merge_adapter=true"], "eval.merge_adapter=true: the vllm backend"),
     (["stages=[data,eval_base,train,eval_adapter,compare]", "compare.random=/nonexistent"],

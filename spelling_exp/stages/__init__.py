@@ -65,11 +65,28 @@ def check_model(config: Config) -> None:
     check_random_init(m)
 
 
+def check_writable_dir(key: str, path: str | Path) -> None:
+    """``path`` exists as a writable dir, or can be created: its nearest existing ancestor is a dir
+    this user may write (a read-only mount, another user's dir or a file in the way is refused)."""
+    import os
+
+    p = Path(path).expanduser()
+    probe = p
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{key}={path}: {probe} is a file, not a directory; point {key} at a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={path}: {probe} is not writable (a read-only mount or another user's dir); "
+                          f"point {key} at a writable directory (SPELLING_EXP_CACHE_DIR for the cache)")
+
+
 def check(config: Config, run_dir: Path) -> None:
     """Every selected stage's checks, before any stage runs. Pure: reads config and files, writes
     nothing, loads no model; raises a SpellingExpError (one line naming the key and the fix)."""
     stages = {Stage(s) for s in selected_stages(config)}
     check_model(config)
+    check_writable_dir("paths.cache_dir", config.paths.cache_dir)
     modules = ["spelling_exp.stages.data"] if stages & BUILDS_DATA else []
     modules += [STAGE_RUNNERS[s].partition(":")[0] for s in STAGE_RUNNERS if s in stages]
     for module in dict.fromkeys(modules):  # eval_base and eval_adapter share one module, one check
