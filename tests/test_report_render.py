@@ -272,14 +272,14 @@ def test_sweep_page_renders_real_tables_with_matching_columns(tmp_path):
     md = (sweep / "comparison.md").read_text()
     table = [line for line in md.splitlines() if line.startswith("|")]
     assert table[0].startswith("| job | lora.r | position: base | position: adapter | position: diff [95% CI] | "
-                               "position: p | count: base |")
+                               "position: p | position: forced-choice diff | count: base |")
     assert len({_md_cells(line) for line in table}) == 1  # header, separator and rows agree
     page = (sweep / "comparison.html").read_text()
     assert "<table>" in page and "<pre># " not in page and "| ---" not in page and "|---" not in page
     assert "<h1>Sweep comparison" in page
     parsed = _parse(page)
     (t,) = parsed.tables
-    assert len(t) == 4 and set(t[0]) == {"th"} and all(len(row) == len(t[0]) == 10 for row in t)
+    assert len(t) == 4 and set(t[0]) == {"th"} and all(len(row) == len(t[0]) == 12 for row in t)
     assert parsed.imgs and all(s.startswith("data:image/png;base64,") for s in parsed.imgs)
     assert (sweep / "comparison_0.png").is_file()
     assert "## Failed jobs" in md and "<code>OOM &lt;cuda&gt; | *boom*</code>" in page

@@ -97,6 +97,7 @@ def collect_rows(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str], list
                                   "p": s.get("p", s.get("p_mcnemar")),
                                   "test": s.get("test", "mcnemar_exact" if "p_mcnemar" in s else None),
                                   "no_answer_diff": (e.get("format") or {}).get("no_answer", {}).get("diff"),
+                                  "forced_choice_diff": (e.get("forced_choice") or {}).get("diff"),
                                   "adapter_no_answer": e["no_answer"]["adapter"],
                                   "adapter_ci95": _accuracy_ci(metrics["adapter"], task)
                                   or [s["adapter"], s["adapter"]]}
@@ -439,14 +440,14 @@ def write_sweep_report(sweep_dir: Path, dpi: int = 110) -> Path:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     cols = [f"{t}_{m}" for t in tasks for m in ("base", "adapter", "diff", "ci_lo", "ci_hi", "p", "no_answer_diff",
-                                               "adapter_no_answer")]
+                                               "adapter_no_answer", "forced_choice_diff")]
     w.writerow(["job", *swept, *cols])
     for r in rows:
         vals = []
         for t in tasks:
             e = r["tasks"].get(t)
             vals += ([e["base"], e["adapter"], e["diff"], e["ci95"][0], e["ci95"][1], e["p"], e["no_answer_diff"],
-                      e["adapter_no_answer"]] if e else [""] * 8)
+                      e["adapter_no_answer"], e.get("forced_choice_diff")] if e else [""] * 9)
         w.writerow([r["job"], *[r["params"].get(k, "") for k in swept], *vals])
     atomic_write_text(sweep_dir / "comparison.csv", buf.getvalue())
 
@@ -462,17 +463,20 @@ def write_sweep_report(sweep_dir: Path, dpi: int = 110) -> Path:
           f"{len(rows)} complete job(s), {len(failed)} failed.", "",
           "Per task: strict accuracy of the base model and of the LoRA adapter on the same hold-out questions; "
           "diff = adapter − base in percentage points with its paired bootstrap 95% CI; p = the paired test named "
-          f"in comparison.json ({tests}). One row per job; a sweep's rows are exploratory (no multiplicity "
+          f"in comparison.json ({tests}); forced-choice diff: the same difference scored without a parser "
+          "(the most probable candidate answer). One row per job; a sweep's rows are exploratory (no multiplicity "
           "correction across jobs).",
           ""]
-    head = ["job", *swept] + [f"{t}: {c}" for t in tasks for c in ("base", "adapter", "diff [95% CI]", "p")]
+    head = ["job", *swept] + [f"{t}: {c}" for t in tasks
+                              for c in ("base", "adapter", "diff [95% CI]", "p", "forced-choice diff")]
     body = []
     for r in rows:
         cells = [r["job"], *[str(r["params"].get(k, "")) for k in swept]]
         for t in tasks:
             e = r["tasks"].get(t)
-            cells += ([pct(e["base"]), pct(e["adapter"]), pts(e["diff"], *e["ci95"]), _p(e.get("p"))] if e
-                      else [""] * 4)
+            fc = e.get("forced_choice_diff") if e else None
+            cells += ([pct(e["base"]), pct(e["adapter"]), pts(e["diff"], *e["ci95"]), _p(e.get("p")),
+                       f"{100 * fc:+.1f}" if fc is not None else "n/a"] if e else [""] * 5)
         body.append(cells)
     md += md_table(head, body)
     study = None
