@@ -4,10 +4,13 @@ import time
 
 import pytest
 from helpers import CONF, ROOT, compose_config, make_config, run_cli
+from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
 import spelling_exp.config as cfgmod
 from spelling_exp.config import Config
+from spelling_exp.errors import SpellingExpError
+from spelling_exp.stages import validate
 
 GROUP_DIRS = sorted(p for p in CONF.rglob("*") if p.is_dir() and p.relative_to(CONF).parts[0]
                     not in ("experiment", "sweep", "hydra"))
@@ -123,23 +126,19 @@ def _choices(enum) -> str:
     ("logger.mode=onlin", "logger.mode", _choices(cfgmod.WandbMode)),
     ("stage=nope", "stage", _choices(cfgmod.Stage)),
 ])
-def test_fixed_choice_typo_fails_at_composition(override, key, choices, tmp_path):
-    r = run_cli(override, f"output_dir={tmp_path}/run")
-    assert r.returncode == 2, r.stderr
-    assert "expected one of" in r.stderr and choices in r.stderr and key.split(".")[-1] in r.stderr
-    assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
+def test_fixed_choice_typo_fails_at_composition(override, key, choices):
+    """In-process: what the CLI composes; its exit 2 and one-line form are tests/test_bad_input.py's."""
+    with pytest.raises(HydraException) as e:
+        compose_config(override)
+    said = f"{e.value}\n{e.value.__cause__}"
+    assert "expected one of" in said and choices in said and key.split(".")[-1] in said
 
 
-def test_wrong_type_fails_at_composition():
-    r = run_cli("data.seed=abc", "--cfg", "job")
-    assert r.returncode == 2
-    assert "data.seed" in r.stderr and "Traceback" not in r.stderr
-
-
-def test_unknown_key_fails_at_composition():
-    r = run_cli("data.holdout.bogus=1", "--cfg", "job")
-    assert r.returncode == 2
-    assert "bogus" in r.stderr and "Traceback" not in r.stderr
+def test_wrong_type_and_unknown_key_fail_at_composition():
+    for override, key in (("data.seed=abc", "data.seed"), ("data.holdout.bogus=1", "bogus")):
+        with pytest.raises(HydraException) as e:
+            compose_config(override)
+        assert key in f"{e.value}\n{e.value.__cause__}"
 
 
 def test_paths_group_places_run_dirs_and_cache(tmp_path):
@@ -150,16 +149,12 @@ def test_paths_group_places_run_dirs_and_cache(tmp_path):
     assert make_config("paths.cache_dir=/somewhere").paths.cache_dir == "/somewhere"
 
 
-def test_enable_thinking_is_one_clear_error(tmp_path):
-    r = run_cli("model=qwen3_4b", "model.enable_thinking=true", f"output_dir={tmp_path}/run")
-    assert r.returncode == 2
-    assert r.stderr.strip().count("\n") == 0 and "non-thinking" in r.stderr
-    assert not (tmp_path / "run").exists()  # rejected before anything is written
-
-
-def test_thinking_via_template_kwargs_is_refused(tmp_path):
-    r = run_cli("model=qwen3_4b", "+model.chat_template_kwargs.enable_thinking=true", f"output_dir={tmp_path}/r")
-    assert r.returncode == 2 and "non-thinking" in r.stderr
+@pytest.mark.parametrize("overrides", [["model=qwen3_4b", "model.enable_thinking=true"],
+                                       ["model=qwen3_4b", "+model.chat_template_kwargs.enable_thinking=true"]])
+def test_thinking_mode_is_one_clear_error(overrides, tmp_path):
+    with pytest.raises(SpellingExpError, match="non-thinking") as e:
+        validate(compose_config(*overrides), tmp_path / "run")
+    assert "\n" not in str(e.value) and not (tmp_path / "run").exists()  # refused before anything is written
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -169,11 +164,11 @@ def test_thinking_via_template_kwargs_is_refused(tmp_path):
     (["stage=data", "+template.mix.styles.shouty=1"], "unknown style 'shouty'"),
 ])
 def test_later_stage_config_errors_fail_before_the_first_stage(overrides, message, tmp_path):
-    """A bad eval / train setting is refused before the data stage runs, not after it."""
-    r = run_cli(*overrides, f"output_dir={tmp_path}/run")
-    assert r.returncode == 2, r.stderr[-2000:]
-    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert not (tmp_path / "run").exists()
+    """A bad eval / train setting is refused before the data stage runs, not after it: every selected
+    stage's check runs first (stages.validate, what the CLI runs before the first stage)."""
+    with pytest.raises(SpellingExpError) as e:
+        validate(compose_config(*overrides), tmp_path / "run")
+    assert message in str(e.value) and not (tmp_path / "run").exists()
 
 
 def test_env_example_lists_every_environment_variable_the_project_reads():
