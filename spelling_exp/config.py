@@ -308,6 +308,11 @@ class TrainConfig:
     max_length: int = 128
     seed: int = 0  # LoRA init and the batch order
     precision: Precision = Precision.auto
+    # Set explicitly on every backend: importing unsloth replaces trl.SFTConfig with one whose
+    # defaults are adamw_8bit and weight decay 0.001, so leaving them unset would train the Unsloth
+    # arm with another optimizer than the PEFT arm (and than the report says).
+    optim: str = "adamw_torch_fused"
+    weight_decay: float = 0.0
     gradient_checkpointing: bool = False
     save_steps: int = 50
     save_total_limit: int = 3

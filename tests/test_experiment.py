@@ -37,6 +37,9 @@ def test_smoke_experiment_end_to_end(smoke_run):
     assert (out / "train" / "adapter" / "adapter_model.safetensors").is_file()
     info = json.loads((out / "train" / "adapter" / "train_info.json").read_text())
     assert info["steps"] == 4 and info["backend"] == "peft" and info["precision"] == "fp32"
+    # what ran, not what was asked: the optimizer the trainer built and the library versions
+    assert info["optimizer"] == "adamw_torch_fused" and info["weight_decay"] == 0.0
+    assert info["versions"]["torch"] and info["versions"]["peft"] and "unsloth" not in info["versions"]
     assert info["batching"]["padding_fraction"] < 0.05
     # the training check: validation loss from before the first step (eval_on_start) to the last
     v = info["validation"]

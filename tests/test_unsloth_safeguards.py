@@ -108,6 +108,46 @@ def test_sft_arguments_turn_padding_free_off_explicitly(tmp_path):
     assert UNSLOTH_ENV == {"UNSLOTH_DISABLE_AUTO_PADDING_FREE": "1"}
 
 
+def test_the_optimizer_is_named_on_every_backend_even_under_unsloths_sftconfig(tmp_path, monkeypatch):
+    """Importing unsloth replaces trl.SFTConfig with a class defaulting to adamw_8bit and weight decay
+    0.001 (mocked: a subclass with those defaults, as unsloth cannot exist here). The recipe passes
+    both explicitly, so both arms train with the same optimizer, and train_info records it."""
+    import trl
+    from trl import SFTConfig
+
+    from spelling_exp.training.recipe import training_arguments
+
+    class UnslothSFTConfig(SFTConfig):  # unsloth's patched defaults
+        def __init__(self, *a, optim="adamw_8bit", weight_decay=0.001, **kw):
+            super().__init__(*a, optim=optim, weight_decay=weight_decay, **kw)
+
+    monkeypatch.setattr(trl, "SFTConfig", UnslothSFTConfig)
+    args = training_arguments(TrainConfig(), tmp_path, 10, "fp32", "cpu", False)
+    assert isinstance(args, UnslothSFTConfig)
+    assert str(getattr(args.optim, "value", args.optim)) == "adamw_torch_fused" and args.weight_decay == 0.0
+
+
+def test_unsloth_loads_exactly_the_model_asked_for(tmp_path):
+    """use_exact_model_name: Unsloth's name mapper would load unsloth/Qwen3-4B for Qwen/Qwen3-4B and drop
+    the revision. The arguments are built without unsloth (it cannot exist here)."""
+    from spelling_exp.training.model import unsloth_load_kwargs
+
+    cfg = make_config("model=qwen3_4b", "model.revision=abc123").model
+    kw = unsloth_load_kwargs(cfg, str(tmp_path), 160, None)
+    assert kw["use_exact_model_name"] is True and kw["model_name"] == "Qwen/Qwen3-4B" and kw["revision"] == "abc123"
+    assert kw["load_in_4bit"] is False
+
+
+def test_the_train_cache_keys_the_backend_that_runs_not_auto(tmp_path):
+    from spelling_exp.training.job import TrainJob
+    from spelling_exp.training.recipe import train_payload
+
+    cfg = make_config()
+    payload = train_payload(TrainJob(cfg.model, cfg.lora, cfg.train, tmp_path, tmp_path, str(tmp_path)), "k")
+    assert cfg.train.backend == "auto" and payload["train"]["backend"] == "peft"  # no CUDA here
+    assert payload["train"]["optim"] == "adamw_torch_fused" and payload["train"]["weight_decay"] == 0.0
+
+
 def test_built_trainer_collates_padded_batches_with_attention_mask(tiny_qwen3, qwen_tokenizer, tmp_path):
     from spelling_exp.training.trainer import batch_problem, check_padded_batches
 

@@ -123,6 +123,16 @@ def resolve_precision(precision: Precision, device: str) -> str:
     return str(precision)
 
 
+def unsloth_load_kwargs(model_cfg: ModelConfig, cache_dir: str, max_length: int, dtype: Any) -> dict[str, Any]:
+    """FastLanguageModel.from_pretrained's arguments. use_exact_model_name: without it Unsloth's name
+    mapper turns Qwen/Qwen3-4B into unsloth/Qwen3-4B, drops the revision, and offline never falls back
+    to the name asked for: it would train another repo than the one evaluated."""
+    extra = {"revision": model_cfg.revision} if model_cfg.revision else {}
+    return {"model_name": unsloth_model_dir(model_cfg, cache_dir), "max_seq_length": max_length, "dtype": dtype,
+            "load_in_4bit": False, "trust_remote_code": model_cfg.trust_remote_code, "use_exact_model_name": True,
+            **extra}
+
+
 def load_trainable_model(model_cfg: ModelConfig, lora: LoraConfig, backend: str, cache_dir: str,
                          max_length: int, seed: int, gradient_checkpointing: bool) -> tuple[Any, Any]:
     """(peft model, tokenizer) ready for training."""
@@ -137,10 +147,7 @@ def load_trainable_model(model_cfg: ModelConfig, lora: LoraConfig, backend: str,
 
         dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(
             str(model_cfg.dtype))  # auto: unsloth picks bf16 where the GPU has it
-        extra = {"revision": model_cfg.revision} if model_cfg.revision else {}
-        model, _ = FastLanguageModel.from_pretrained(
-            model_name=unsloth_model_dir(model_cfg, cache_dir), max_seq_length=max_length, dtype=dtype,
-            load_in_4bit=False, trust_remote_code=model_cfg.trust_remote_code, **extra)
+        model, _ = FastLanguageModel.from_pretrained(**unsloth_load_kwargs(model_cfg, cache_dir, max_length, dtype))
         model = FastLanguageModel.get_peft_model(
             model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, bias="none",
             use_rslora=lora.use_rslora, random_state=seed,

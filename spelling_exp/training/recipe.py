@@ -31,7 +31,8 @@ from spelling_exp.training.isolation import needs_fresh_process, train_adapter_i
 from spelling_exp.training.job import LogFn, TrainJob
 
 log = logging.getLogger(__name__)
-TRAIN_FORMAT_VERSION = 2  # 2: model identity and batching settings in the key
+# 2: model identity and batching settings in the key; 3: the backend that runs, optimizer settings
+TRAIN_FORMAT_VERSION = 3
 # Settings that change how training is run or logged, not what it produces.
 NON_RESULT_KEYS = ("resume", "save_steps", "log_steps", "eval_steps", "save_total_limit", "use_cache")
 
@@ -60,17 +61,27 @@ class TrainingSetup:
     preemption: Any  # the callback whose flag the signal handler sets
 
 
+OPTIMIZERS = ("adamw_torch_fused", "adamw_torch", "sgd", "adafactor")
+
+
 def train_payload(job: TrainJob, data_key: str) -> dict[str, Any]:
-    """What the train cache keys: the data's key and the settings, never the job's paths."""
+    """What the train cache keys: the data's key and the settings, never the job's paths; the backend
+    that will run (train.backend=auto resolved), not the one asked for."""
+    from spelling_exp.training.model import choose_backend
+
+    train = {k: v for k, v in asdict(job.train).items() if k not in NON_RESULT_KEYS}
+    train["backend"] = choose_backend(job.train.backend, job.lora)
     return {"format": TRAIN_FORMAT_VERSION, "data": data_key, "model": job.model.identity(),
-            "lora": {k: v for k, v in asdict(job.lora).items() if k != "name"},
-            "train": {k: v for k, v in asdict(job.train).items() if k not in NON_RESULT_KEYS}}
+            "lora": {k: v for k, v in asdict(job.lora).items() if k != "name"}, "train": train}
 
 
 def validate_train_config(train: TrainConfig, lora: LoraConfig) -> None:
     """Every value checked before any stage runs; an explicit resume dir must be a valid checkpoint."""
     t = train
     require(t.learning_rate > 0, "train.learning_rate", t.learning_rate, "> 0")
+    require(t.weight_decay >= 0, "train.weight_decay", t.weight_decay, ">= 0")
+    require(t.optim in OPTIMIZERS, "train.optim", t.optim, f"one of {', '.join(OPTIMIZERS)} (8-bit optimizers need "
+            "bitsandbytes, which this project does not install)")
     for key, value in (("batch_size", t.batch_size), ("grad_accum", t.grad_accum), ("save_steps", t.save_steps),
                        ("save_total_limit", t.save_total_limit), ("log_steps", t.log_steps),
                        ("shuffle_buffer", t.shuffle_buffer)):
@@ -109,7 +120,7 @@ def training_arguments(t: TrainConfig, out: Path, steps: int, precision: str, de
     known = inspect.signature(SFTConfig).parameters
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in known else "gradient_checkpointing"
     return SFTConfig(
-        **{checkpointing: t.gradient_checkpointing},
+        **{checkpointing: t.gradient_checkpointing}, optim=t.optim, weight_decay=t.weight_decay,
         output_dir=str(out / "checkpoints"), per_device_train_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum, learning_rate=t.learning_rate,
         lr_scheduler_type=str(t.lr_scheduler), warmup_steps=math.ceil(t.warmup_ratio * steps), num_train_epochs=1,
@@ -198,6 +209,20 @@ def validation_summary(history: list[dict[str, Any]]) -> dict[str, Any] | None:
             "evaluations": len(points), "fell": last < 0.99 * first}
 
 
+def library_versions(backend: str) -> dict[str, str | None]:
+    """The versions that trained the adapter (the record of what ran, beside the settings)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ["torch", "transformers", "peft", "trl"] + (["unsloth", "unsloth_zoo"] if backend == "unsloth" else [])
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def save_adapter(s: TrainingSetup, out: Path, seconds: float) -> dict[str, Any]:
     """Adapter + training_log.json + train_info.json into ``<out>/adapter``, all or nothing."""
     tmp = out / f".adapter.{os.getpid()}.tmp"
@@ -206,7 +231,11 @@ def save_adapter(s: TrainingSetup, out: Path, seconds: float) -> dict[str, Any]:
     history = s.trainer.state.log_history
     atomic_write_json(tmp / "training_log.json", history)
     steps = s.trainer.state.global_step
-    info = {"backend": s.backend, "device": s.device, "precision": s.precision, "steps": steps,
+    args = s.trainer.args
+    ran = "bf16" if getattr(args, "bf16", False) else "fp16" if getattr(args, "fp16", False) else "fp32"
+    info = {"backend": s.backend, "device": s.device, "precision": ran, "precision_requested": s.precision,
+            "optimizer": str(getattr(args.optim, "value", args.optim)), "weight_decay": args.weight_decay,
+            "versions": library_versions(s.backend), "steps": steps,
             "resumed_from": str(s.resume) if s.resume else None,
             "steps_run_this_session": steps - s.resumed_step,
             "train_seconds": seconds, "trainable_params": s.trainable_params, "batching": s.batching,
