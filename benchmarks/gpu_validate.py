@@ -122,6 +122,10 @@ def worker_build(work: Path, a: argparse.Namespace) -> dict:
     model.save_pretrained(str(work / "model"))
     params = sum(p.numel() for p in model.parameters())
     cfg = compose(work, "peft", a)
+    # the tokenizer beside the weights (without it AutoTokenizer / vLLM get an empty one)
+    from spelling_exp.model.tokenizer import build_offline_qwen3_tokenizer
+
+    build_offline_qwen3_tokenizer(cfg.paths.cache_dir).save_pretrained(str(work / "model"))
     data = prepare_data(cfg.data, cfg.template, cfg.model, cfg.paths.cache_dir)
     return {"params": params, "data_dir": str(data.dir)}
 

@@ -49,16 +49,25 @@ def test_tiny_model_has_qwen3_4b_architecture_at_toy_size(tiny, tiny_dir, cache_
     assert tiny.trust_remote_code is False and str(tiny.tokenizer_source) == "offline"
 
 
-def test_two_builds_with_the_same_seed_are_byte_identical(tiny, tiny_dir, tmp_path):
+def test_the_model_dir_carries_its_tokenizer(tiny_dir):
+    """Without tokenizer files AutoTokenizer returns an empty tokenizer (end of sequence id 0), and
+    vLLM on this dir decodes empty text."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_dir))
+    assert len(tok) > 150_000 and tok.eos_token == "<|im_end|>" and len(tok("pelican")["input_ids"]) >= 1
+
+
+def test_two_builds_with_the_same_seed_are_byte_identical(tiny, tiny_dir, tmp_path, cache_dir):
     import torch
 
     rng = torch.random.get_rng_state()
-    build_tiny_qwen3(tiny, tmp_path / "a")
+    build_tiny_qwen3(tiny, tmp_path / "a", cache_dir)
     assert torch.equal(torch.random.get_rng_state(), rng), "building must not touch the global RNG"
     assert _files(tmp_path / "a") == {k: v for k, v in _files(tiny_dir).items() if k not in (".complete",
                                                                                             "cache_key.json")}
     other = dataclasses.replace(tiny, random_init=dataclasses.replace(tiny.random_init, seed=1))
-    build_tiny_qwen3(other, tmp_path / "b")
+    build_tiny_qwen3(other, tmp_path / "b", cache_dir)
     assert (tmp_path / "b/model.safetensors").read_bytes() != (tmp_path / "a/model.safetensors").read_bytes()
     assert (tmp_path / "b/config.json").read_bytes() == (tmp_path / "a/config.json").read_bytes()
     assert tiny_key(other) != tiny_key(tiny) and other.identity() != tiny.identity()

@@ -37,7 +37,8 @@ from spelling_exp.storage.cache import ArtifactCache, cache_key
 log = logging.getLogger(__name__)
 
 RANDOM_PREFIX = "random:"
-TINY_FORMAT_VERSION = 1  # bump when the builder's output changes: a new cache entry and new downstream keys
+# bump when the builder's output changes: a new cache entry and new downstream keys (2: tokenizer files)
+TINY_FORMAT_VERSION = 2
 # Qwen3-4B's config.json, less its sizes (those come from model.random_init).
 QWEN3_4B_ARCH: dict[str, Any] = {
     "vocab_size": 151936, "max_position_embeddings": 40960, "hidden_act": "silu", "rms_norm_eps": 1e-6,
@@ -102,8 +103,10 @@ def _tensor_seed(seed: int, name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{name}".encode()).digest()[:8], "little") & ((1 << 63) - 1)
 
 
-def build_tiny_qwen3(m: Any, out_dir: str | os.PathLike) -> None:
-    """Write the model's files into ``out_dir`` (an empty dir): the same bytes for the same config."""
+def build_tiny_qwen3(m: Any, out_dir: str | os.PathLike, cache_dir: str | os.PathLike) -> None:
+    """Write the model's files into ``out_dir`` (an empty dir): the same bytes for the same config.
+    The tokenizer goes beside the weights: AutoTokenizer on a dir without one returns an empty
+    tokenizer (one entry, end of sequence id 0), and vLLM then decodes empty text."""
     import torch
     from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
@@ -125,6 +128,9 @@ def build_tiny_qwen3(m: Any, out_dir: str | os.PathLike) -> None:
         raise RuntimeError("the tiny Qwen3's output embedding is not tied to its input embedding")
     model.generation_config = GenerationConfig(**GENERATION)
     model.save_pretrained(str(out_dir), safe_serialization=True)
+    from spelling_exp.model.tokenizer import build_offline_qwen3_tokenizer
+
+    build_offline_qwen3_tokenizer(cache_dir).save_pretrained(str(out_dir))
 
 
 def tiny_model_dir(m: Any, cache_dir: str | os.PathLike) -> Path:
@@ -134,7 +140,7 @@ def tiny_model_dir(m: Any, cache_dir: str | os.PathLike) -> Path:
     def build(tmp: Path) -> None:
         log.info("building %s once from seed %d (cached in %s)", m.path, m.random_init.seed,
                  Path(cache_dir) / "models" / key)
-        build_tiny_qwen3(m, tmp)
+        build_tiny_qwen3(m, tmp, cache_dir)
 
     key = tiny_key(m)
     entry, _ = ArtifactCache(cache_dir, "models").get_or_build(key, tiny_payload(m), build)
