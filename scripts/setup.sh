@@ -30,6 +30,9 @@ VENV="${VENV:-.venv}"
 if [ "$VLLM" = 1 ]; then
   # vLLM pins torch 2.14 (CUDA build) and an older transformers: never mixed into the CPU venv.
   command -v nvidia-smi >/dev/null || { echo "setup.sh --vllm: no NVIDIA GPU here (nvidia-smi not found); vLLM's CUDA build is for GPU machines" >&2; exit 2; }
+  # vLLM 0.33's wheel is a CUDA 13 build: it needs NVIDIA driver 580 or newer
+  driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n1)
+  [ "${driver%%.*}" -ge "${SPELLING_EXP_MIN_DRIVER:-580}" ] 2>/dev/null || { echo "setup.sh --vllm: NVIDIA driver ${driver:-unknown} is older than ${SPELLING_EXP_MIN_DRIVER:-580}, which vLLM's CUDA 13 build needs; update the driver (or use eval.backend=hf)" >&2; exit 2; }
   [ "$VENV" != .venv ] || VENV=.venv-vllm
 fi
 

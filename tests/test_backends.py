@@ -412,3 +412,31 @@ def test_the_llamacpp_server_stops_when_the_evaluation_is_signalled(sig, tmp_pat
     if sig == signal.SIGTERM:
         assert proc.returncode == 128 + signal.SIGTERM
         assert "interrupted by SIGTERM" in proc.stderr.read()
+
+
+def test_vllm_close_shuts_the_engine_down_and_frees_it(monkeypatch):
+    """Mocked: the engine (vLLM needs a GPU here). close() must shut it down and drop every reference,
+    so the next stage's engine finds the GPU memory free."""
+    import gc
+    import weakref
+
+    from spelling_exp.evaluation.backends import vllm as vllm_backend
+
+    calls = []
+
+    class Engine:
+        def shutdown(self):
+            calls.append("shutdown")
+
+    class LLM:
+        def __init__(self):
+            self.llm_engine = Engine()
+
+    backend = object.__new__(vllm_backend.VllmBackend)
+    backend._llm = LLM()
+    alive = weakref.ref(backend._llm)
+    backend.close()
+    gc.collect()
+    assert calls == ["shutdown"] and backend._llm is None and alive() is None
+    backend.close()  # idempotent
+    assert calls == ["shutdown"]

@@ -52,3 +52,19 @@ def test_wheel_ships_conf_and_cli_works_from_another_directory(installed, tmp_pa
     r = run_cli("--cfg", "job", "+experiment=spelling_lora", cwd=tmp_path, python=str(installed))
     assert r.returncode == 0, r.stderr
     assert "experiment_name: spelling_lora" in r.stdout and "family: qwen3" in r.stdout
+
+
+def test_setup_vllm_refuses_a_driver_older_than_its_cuda_build(tmp_path):
+    """Mocked: nvidia-smi (no GPU here), a stand-in that reports driver 550; vLLM 0.33 needs >= 580."""
+    import os
+    import subprocess
+
+    from helpers import ROOT
+
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 550.54.15\n")
+    smi.chmod(0o755)
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh"), "--vllm"], cwd=tmp_path, capture_output=True,
+                       text=True, env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}, timeout=60)
+    assert r.returncode == 2 and "driver 550.54.15 is older than 580" in r.stderr
+    assert not (tmp_path / ".venv-vllm").exists()

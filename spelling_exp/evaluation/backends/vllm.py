@@ -122,4 +122,30 @@ class VllmBackend(ChatPrompts):
         return [replies[i * n:(i + 1) * n] for i in range(len(prompts))]
 
     def close(self) -> None:
-        self._llm = None
+        """Give the GPU memory back before the next stage: vLLM refuses to start a second engine while
+        less than gpu_memory_utilization x total is free, and dropping the reference frees nothing
+        while the engine's workers hold it. Shut the engine down, collect, empty torch's cache."""
+        llm, self._llm = self._llm, None
+        if llm is None:
+            return
+        release_engine(llm)
+
+
+def release_engine(llm: Any) -> None:
+    import gc
+
+    engine = getattr(llm, "llm_engine", None)
+    for owner in (engine, llm):
+        shutdown = getattr(owner, "shutdown", None)
+        if callable(shutdown):
+            shutdown()
+            break
+    del llm, engine
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover - torch is always there with vLLM
+        pass
