@@ -322,6 +322,10 @@ def entrypoint() -> None:
     args = sys.argv[1:]
     if status_requested(args):
         sys.exit(status_command(args))
+    if "stage=plan" in args:  # the design and its cost: composed and checked, nothing run (plan.py)
+        from spelling_exp.plan import main as plan_main
+
+        sys.exit(plan_main([a for a in args if a != "stage=plan"]))
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, raise_interrupted)
     sys.stderr = _ComposeErrorStream(sys.stderr)

@@ -1,5 +1,6 @@
 """``python -m spelling_exp.plan +experiment=<preset> [overrides]``: the a-priori minimum detectable
-effect of the design a command would run, before anything runs.
+effect of the design a command would run, and what it will cost, before anything runs
+(``python -m spelling_exp stage=plan ...`` is the same command).
 
 The design is read from the composed config exactly as the run would see it: questions per task
 (eval.n_questions), replies per question (eval.n_samples), training seeds (the values of
@@ -73,7 +74,49 @@ def design(overrides: list[str]) -> dict[str, Any]:
                         random_expected(stages, config.compare.random))
     return {"experiment": config.experiment_name, "questions_per_task": config.eval.n_questions,
             "samples": config.eval.n_samples, "seeds": len(seeds), "seed_values": seeds,
-            "control_trained": Stage.train_control in stages, "plan": plan}
+            "control_trained": Stage.train_control in stages, "plan": plan,
+            "cost": cost(config, stages, len(seeds))}
+
+
+# Parameters of the models the presets name (the tiny random Qwen3: from its config when built).
+MODEL_PARAMS = {"qwen3_4b": 4.02e9, "smollm2_135m": 1.35e8}
+# Assumed throughput for the estimate: an H100's dense bf16 peak at 40% utilisation for training
+# and prefill; decoding is memory-bound: the weights read once per step for a whole batch.
+GPU = {"name": "H100 80GB", "peak_flops": 989e12, "mfu": 0.40, "bandwidth": 3.35e12}
+EXAMPLE_TOKENS = 67  # mean tokens per training example (prompt + answer), measured on the quickstart data
+PROMPT_TOKENS = 60  # mean tokens of a rendered question prompt (system prompt + question)
+
+
+def cost(config: Any, stages: list[str], seeds: int) -> dict[str, Any]:
+    """What the design runs and an estimate of its GPU-hours, from FLOPs (no measurement on a GPU
+    exists yet: the estimate says so). Training: LoRA forward + backward ~4 x params FLOP per token;
+    evaluation: prefill 2 x params per prompt token, decoding bounded by reading the weights once per
+    batch step (2 bytes per parameter in bf16)."""
+    import math
+
+    trained = [s for s in ("train", "train_control", "train_random") if s in stages]
+    evals = [s for s in ("eval_base", "eval_adapter", "eval_control", "eval_random", "eval") if s in stages]
+    t, e = config.train, config.eval
+    steps = t.max_steps or math.ceil(t.epochs * config.data.examples.n_train / (t.batch_size * t.grad_accum))
+    train_tokens = steps * t.batch_size * t.grad_accum * EXAMPLE_TOKENS
+    n_tasks = len(e.tasks)
+    replies = e.n_questions * n_tasks * e.n_samples
+    params = MODEL_PARAMS.get(config.model.name)
+    # the base evaluation is shared by every seed; the trained arms' evaluations run once per seed
+    eval_runs = (1 if "eval_base" in evals else 0) + seeds * len([x for x in evals if x != "eval_base"])
+    out: dict[str, Any] = {"trained_arms": trained, "evaluations": evals, "seeds": seeds,
+                           "train_steps_per_arm": steps, "train_tokens_per_arm": train_tokens,
+                           "training_runs": seeds * len(trained), "evaluation_runs": eval_runs,
+                           "replies_per_evaluation": replies, "params": params, "gpu": GPU, "source": "FLOPs"}
+    if params is None:
+        return out
+    rate = GPU["peak_flops"] * GPU["mfu"]
+    train_s = 4 * params * train_tokens / rate
+    decode_steps = math.ceil(replies / e.batch_size) * e.max_new_tokens  # every step reads the weights once
+    eval_s = (2 * params * replies * PROMPT_TOKENS / rate + decode_steps * 2 * params / GPU["bandwidth"])
+    out.update(train_hours_per_run=train_s / 3600, eval_hours_per_run=eval_s / 3600,
+               gpu_hours=(out["training_runs"] * train_s + eval_runs * eval_s) / 3600)
+    return out
 
 
 def table(d: dict[str, Any]) -> str:
@@ -106,7 +149,25 @@ def table(d: dict[str, Any]) -> str:
         lines.append(f"To detect {pts} points: " + (f"{need['seeds']} seeds x {need['questions']} questions per task "
                                                    "(the smallest such design in the table)." if need else
                                                    "no design in the table is enough."))
+    lines += ["", *cost_lines(d["cost"])]
     return "\n".join(lines)
+
+
+def cost_lines(c: dict[str, Any]) -> list[str]:
+    lines = [f"Runs: {c['seeds']} seed(s) x {len(c['trained_arms'])} trained arm(s) ({', '.join(c['trained_arms'])}) = "
+             f"{c['training_runs']} trainings of {c['train_steps_per_arm']} steps (~{c['train_tokens_per_arm']:.3g} "
+             f"tokens each); {c['evaluation_runs']} evaluations of {c['replies_per_evaluation']} replies "
+             "(the base evaluation once, shared by every seed)."]
+    if c.get("gpu_hours") is None:
+        lines.append("GPU-hours: no parameter count for this model, so no estimate.")
+        return lines
+    g = c["gpu"]
+    lines.append(f"GPU time, a floor from {c['source']} and memory bandwidth (no GPU measurement exists yet; "
+                 f"framework overhead makes real runs slower): {c['params']:.3g} parameters on an {g['name']} at "
+                 f"{100 * g['mfu']:.0f}% of {g['peak_flops'] / 1e12:.0f} TFLOP/s: {60 * c['train_hours_per_run']:.1f} "
+                 f"min per training, {60 * c['eval_hours_per_run']:.1f} min per evaluation, "
+                 f"{c['gpu_hours']:.2f} GPU-hours in all.")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

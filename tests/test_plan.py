@@ -104,3 +104,24 @@ def test_the_planning_command_imports_no_ml_stack():
             "assert not heavy, heavy")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_the_cost_plan_counts_what_the_preset_runs():
+    from spelling_exp.plan import design
+
+    c = design(["+experiment=spelling_lora"])["cost"]
+    # 20000 examples / (16 x 2) per step; 5 seeds x (spelling, placebo, random); one shared base evaluation
+    assert c["train_steps_per_arm"] == 625 and c["training_runs"] == 15 and c["evaluation_runs"] == 1 + 5 * 3
+    assert c["replies_per_evaluation"] == 500 * 2 * 5 and c["source"] == "FLOPs" and c["gpu_hours"] > 0
+    q = design(["+experiment=quickstart"])["cost"]
+    assert q["training_runs"] == 1 and q["train_steps_per_arm"] == 80 and q["evaluation_runs"] == 2
+
+
+def test_stage_plan_is_the_planning_command_and_runs_nothing(tmp_path):
+    from helpers import run_cli
+
+    r = run_cli("stage=plan", "+experiment=spelling_lora", f"paths.output_root={tmp_path}/o",
+                f"paths.multirun_root={tmp_path}/m")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "15 trainings of 625 steps" in r.stdout and "GPU-hours in all" in r.stdout
+    assert not any(tmp_path.iterdir())  # no run dir, no sweep dir
