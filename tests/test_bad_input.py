@@ -72,6 +72,7 @@ OURS = [
     (["stage=data", f"paths.cache_dir={ROOT / 'README.md'}/cache"], "README.md is a file, not a directory"),
     ([*DATA_EVAL, "eval.backend=openai", "eval.merge_adapter=true"], "eval.merge_adapter=true: the openai backend"),
     ([*DATA_EVAL, "eval.backend=vllm", "eval.merge_adapter=true"], "eval.merge_adapter=true: the vllm backend"),
+    ([*DATA_EVAL, "eval.backend=vllm", "eval.vllm.max_lora_rank=48"], "eval.vllm.max_lora_rank=48: vLLM accepts only"),
     (["stages=[data,eval_base,train,eval_adapter,compare]", "compare.random=/nonexistent"],
      "compare.random=/nonexistent: no finished evaluation"),
     (["stage=data", "+logger.api_key=SECRET-abc123"], "logger.api_key: secrets are read from the environment only"),

@@ -3,8 +3,10 @@
 vLLM 0.33 pins torch 2.14 and transformers < 5.21, so it lives in its own environment
 (``bash scripts/setup.sh --vllm``, constraints-vllm.txt; CUDA machines). Prompts go in as token
 ids from this project's tokenizer (``TokensPrompt``), so the model sees exactly the ids the
-``hf`` backend feeds it; every request gets its own seed, so a reply does not depend on which
-other prompts share its batch.
+``hf`` backend feeds it; every request gets its own seed. A seed alone does not make a reply
+independent of which other prompts share its batch: vLLM guarantees that only in batch-invariant
+mode, so the engine starts with ``VLLM_BATCH_INVARIANT=1`` (unless the environment sets it) and the
+mode is part of the evaluation's identity.
 """
 from __future__ import annotations
 
@@ -23,6 +25,16 @@ INSTALL = ("eval.backend=vllm needs vLLM, which is not installed here: on a CUDA
            "`bash scripts/setup.sh --vllm` and run with .venv-vllm/bin/python")
 
 
+# The LoRA ranks vLLM's engine accepts for max_lora_rank.
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def batch_invariant() -> str:
+    import os
+
+    return os.environ.setdefault("VLLM_BATCH_INVARIANT", "1")
+
+
 def require_vllm() -> None:
     if importlib.util.find_spec("vllm") is None:
         raise ConfigError(INSTALL)
@@ -39,10 +51,13 @@ def identity(eval_cfg: EvalConfig) -> dict[str, Any]:
     s = eval_cfg.vllm
     return {"vllm": installed("vllm"), "max_model_len": s.max_model_len,
             "gpu_memory_utilization": s.gpu_memory_utilization, "max_lora_rank": s.max_lora_rank,
-            "enforce_eager": s.enforce_eager}
+            "enforce_eager": s.enforce_eager, "batch_invariant": batch_invariant()}
 
 
 def check(eval_cfg: EvalConfig, model: ModelConfig, evaluates_adapter: bool) -> None:
+    if eval_cfg.vllm.max_lora_rank not in LORA_RANKS:
+        raise ConfigError(f"eval.vllm.max_lora_rank={eval_cfg.vllm.max_lora_rank}: vLLM accepts only "
+                          f"{', '.join(map(str, LORA_RANKS))}")
     if eval_cfg.merge_adapter:  # never silently ignored
         raise ConfigError("eval.merge_adapter=true: the vllm backend applies the adapter as a LoRARequest "
                           "(never merged); set eval.merge_adapter=false")
@@ -72,6 +87,7 @@ class VllmBackend(ChatPrompts):
     def _load(self) -> Any:
         import json
 
+        batch_invariant()  # before vLLM reads its environment
         from vllm import LLM
         from vllm.lora.request import LoRARequest
 
@@ -90,8 +106,10 @@ class VllmBackend(ChatPrompts):
         if self.adapter:
             rank = int(json.loads((Path(self.adapter) / "adapter_config.json").read_text())["r"])
             if rank > s.max_lora_rank:
+                fits = next((r for r in LORA_RANKS if r >= rank), None)
                 raise ConfigError(f"eval.vllm.max_lora_rank={s.max_lora_rank}: the adapter has rank {rank}; "
-                                  f"set eval.vllm.max_lora_rank={rank} or more")
+                                  + (f"set eval.vllm.max_lora_rank={fits}" if fits else
+                                     f"vLLM accepts ranks up to {LORA_RANKS[-1]}"))
             kwargs.update(enable_lora=True, max_lora_rank=s.max_lora_rank, max_loras=1)
             self._lora = LoRARequest("adapter", 1, str(self.adapter))
         return LLM(**kwargs)
