@@ -71,3 +71,15 @@ def test_a_backend_that_cannot_score_candidates_is_skipped_not_faked():
         name = "openai"
 
     assert not forced_choice.supported(Server())
+
+
+@pytest.mark.slow  # loads the real model
+def test_closing_the_hf_backend_gives_its_weights_back(backend):
+    import gc
+    import weakref
+
+    backend.choice_logprobs(backend.render(["Spell 'cat'."]), ["c"])  # loads the weights
+    alive = weakref.ref(backend._model)
+    backend.close()
+    gc.collect()
+    assert backend._model is None and alive() is None  # nothing holds the model: its memory is free

@@ -122,7 +122,18 @@ class HFBackend(ChatPrompts):
         return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
 
     def close(self) -> None:
-        pass
+        """Give the weights' memory back before the next stage (a training in a fresh process, for
+        Unsloth, would otherwise share the GPU with the evaluation's model)."""
+        if self._model is None:
+            return
+        import gc
+
+        import torch
+
+        self._model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def _as_list(x: Any) -> list:
