@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from spelling_exp import status
 from spelling_exp.config import Config, Stage, conf_dir, register_configs, secret_keys, selected_stages
-from spelling_exp.errors import Interrupted, SpellingExpError, TrainingInterrupted, raise_interrupted
+from spelling_exp.errors import ConfigError, Interrupted, SpellingExpError, TrainingInterrupted, raise_interrupted
 from spelling_exp.jobs import finished, job_config_sha, write_result, write_running
 from spelling_exp.stages import check_composed, validate
 from spelling_exp.stages.context import RunContext
@@ -236,6 +236,10 @@ def main(cfg: DictConfig) -> None:
         print(f"spelling_exp: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except Exception as e:
+        if disk_full(e):  # not a bug: one line, and the rerun resumes (atomic writes left nothing half-done)
+            e = ConfigError(f"no space left on the device ({e}); free space, or point output_dir / "
+                            "paths.cache_dir (SPELLING_EXP_CACHE_DIR) at a disk with room, and rerun the same "
+                            "command: finished stages and cache entries are kept")
         user_error = isinstance(e, SpellingExpError)
         message = str(e) if user_error else f"{type(e).__name__}: {e}"
         if run_dir.exists():  # never create a run dir just to say a config was rejected
@@ -250,6 +254,13 @@ def main(cfg: DictConfig) -> None:
         # One clear line, non-zero exit; user errors are not bugs and get no traceback.
         print(f"spelling_exp: error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def disk_full(e: BaseException) -> bool:
+    """ENOSPC, also when a library (the tokenizers' Rust writer) reports it as a plain Exception."""
+    import errno
+
+    return (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "No space left on device" in str(e)
 
 
 def answer_status(cfg: DictConfig) -> None:

@@ -195,3 +195,15 @@ def test_a_value_of_the_wrong_type_is_one_line_without_omegaconf_internals(arg, 
     _refused(r, tmp_path)
     assert r.stderr.startswith(line) and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "reference_type" not in r.stderr and "full_key" not in r.stderr
+
+
+def test_a_full_disk_is_recognised_whoever_reports_it():
+    """cli.disk_full: ENOSPC from Python, or the tokenizers' Rust writer's plain Exception (seen on a
+    300 KiB tmpfs as the cache dir: then one line, exit 2, and the rerun on a disk with room resumes)."""
+    import errno
+
+    from spelling_exp.cli import disk_full
+
+    assert disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert disk_full(Exception("No space left on device (os error 28)"))
+    assert not disk_full(OSError(errno.EACCES, "Permission denied")) and not disk_full(ValueError("x"))
