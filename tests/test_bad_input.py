@@ -207,3 +207,25 @@ def test_a_full_disk_is_recognised_whoever_reports_it():
     assert disk_full(OSError(errno.ENOSPC, "No space left on device"))
     assert disk_full(Exception("No space left on device (os error 28)"))
     assert not disk_full(OSError(errno.EACCES, "Permission denied")) and not disk_full(ValueError("x"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_the_data_build_leaves_no_cache_entry_and_the_rerun_builds_it(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "SPELLING_EXP_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "spelling_exp", "stage=data", f"output_dir={tmp_path}/run"]
+    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(4)  # inside the build (~7 s at the default size)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=60)
+    assert p.returncode == 130 and "interrupted by SIGINT; rerun the same command to resume" in out
+    assert "Traceback" not in out
+    data = tmp_path / "cache" / "data"
+    assert not [d for d in data.iterdir() if d.is_dir()], "no half-built entry in the cache"
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and (tmp_path / "run" / "data" / "manifest.json").is_file()
