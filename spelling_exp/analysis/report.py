@@ -29,6 +29,7 @@ from spelling_exp.storage.io import atomic_write_text
 BASE_COLOR, ADAPTER_COLOR = "#7f7f7f", "#1f77b4"
 MODELS = (("base model", "base", BASE_COLOR, "s"), ("LoRA adapter", "adapter", ADAPTER_COLOR, "o"))
 CONTROL_COLOR = "#9467bd"  # the placebo adapter (shuffled spellings)
+RANDOM_COLOR = "#bcbd22"  # the random-letters adapter (format only)
 MIN_BIN_N = 10  # bins with fewer questions are merged with a neighbour
 STRATA = ("first", "middle", "last")
 _NUMERIC_LABEL = re.compile(r"(?P<pre>[≤≥<>]=?)?\s*(?P<a>[+-]?\d+(?:\.\d+)?)(?:\s*[–-]\s*(?P<b>\d+(?:\.\d+)?))?"
@@ -199,7 +200,13 @@ def best_baseline(m: dict[str, Any], task: str) -> float | None:
     return float(rate) if isinstance(rate, (int, float)) else None
 
 
-def plot_accuracy_by_task(base, adapter, control=None) -> Any:
+def _forced_choice_rate(m: dict[str, Any], scope: str) -> float | None:
+    fc = m.get("forced_choice") or {}
+    entry = fc.get("overall") if scope == "all tasks" else (fc.get("tasks") or {}).get(scope)
+    return (entry or {}).get("accuracy", {}).get("rate")
+
+
+def plot_accuracy_by_task(base, adapter, control=None, random=None) -> Any:
     tasks = [t for t in task_registry.ordered(_tasks(base)) if _rate(base, t, "accuracy")]
     if not tasks:
         return None
@@ -207,10 +214,12 @@ def plot_accuracy_by_task(base, adapter, control=None) -> Any:
     scopes = [(t, lambda m, key, t=t: _rate(m, t, key)) for t in tasks]
     if isinstance(base.get("overall"), dict) and len(tasks) > 1:
         scopes.append(("all tasks", lambda m, key: m.get("overall", {}).get(key) or {}))
-    fig, ax = plt.subplots(figsize=(max(5.5, 1.6 * len(scopes) + 2.5), 3.8))
     arms = [(label, base if field == "base" else adapter, color) for label, field, color, _ in MODELS]
-    if control is not None:  # the placebo arm sits between base and spelling adapter
-        arms = [arms[0], ("placebo adapter", control, CONTROL_COLOR), ("spelling adapter", adapter, arms[1][2])]
+    if control is not None or random is not None:  # the control arms sit between base and spelling adapter
+        arms = [arms[0], *([("random-letters adapter", random, RANDOM_COLOR)] if random is not None else []),
+                *([("placebo adapter", control, CONTROL_COLOR)] if control is not None else []),
+                ("spelling adapter", adapter, arms[1][2])]
+    fig, ax = plt.subplots(figsize=(max(5.5, (0.4 * len(arms) + 0.8) * len(scopes) + 2.5), 3.8))
     w = 0.76 / len(arms)
     highs = []
     for j, (label, m, color) in enumerate(arms):
@@ -221,9 +230,16 @@ def plot_accuracy_by_task(base, adapter, control=None) -> Any:
                error_kw={"elinewidth": 1, "ecolor": "#333333"})
         for x, r in zip(xs, rates):
             inside = r >= 0.07
-            ax.text(x, 0.01 if inside else r + 0.01, f"{100 * r:.1f}%", ha="center", va="bottom", fontsize=8,
+            ax.text(x, 0.01 if inside else r + 0.01, f"{100 * r:.1f}%", ha="center", va="bottom",
+                    fontsize=8 if len(arms) <= 3 else 7,
                     color="white" if inside else "black", fontweight="bold")
         highs += [(b.get("ci95") or [0, r])[1] for b, r in zip(bins, rates)]
+        fc = [_forced_choice_rate(m, s) for s, _ in scopes]
+        if any(v is not None for v in fc):  # the parser-free score beside each bar
+            pts = [(x, v) for x, v in zip(xs, fc) if v is not None]
+            ax.scatter([x for x, _ in pts], [v for _, v in pts], marker="D", s=22, color="#222222", zorder=5,
+                       label="forced choice (no parser)" if j == 0 else None)
+            highs += [v for _, v in pts]
     first = True
     for i, (t, _) in enumerate(scopes):
         rate = best_baseline(base, t)
@@ -235,8 +251,10 @@ def plot_accuracy_by_task(base, adapter, control=None) -> Any:
     ns = [get(base, "accuracy").get("n") for _, get in scopes]
     ax.set_xticks(range(len(scopes)), [f"{s}\nn={n}" if n is not None else s for (s, _), n in zip(scopes, ns)])
     percent_axis(ax, y_top(highs), "accuracy on hold-out questions")
-    who = "base model vs placebo vs spelling adapter" if control is not None else "base model vs LoRA adapter"
-    ax.set_title(f"Accuracy per task: {who}\n(bars: strict accuracy with 95% interval)", fontsize=10.5)
+    who = ("base model vs the control arms vs spelling adapter" if control is not None or random is not None
+           else "base model vs LoRA adapter")
+    ax.set_title(f"Accuracy per task: {who}\n(bars: strict accuracy with 95% interval; diamonds: forced choice)",
+                 fontsize=10.5)
     _legend_right(ax)
     return fig
 
@@ -394,11 +412,12 @@ def plot_training_loss(log_history: list[dict[str, Any]]) -> Any:
     return fig
 
 
-def make_plots(base, adapter, log_history, out: Path, dpi: int = 110, control=None) -> list[tuple[str, Path]]:
+def make_plots(base, adapter, log_history, out: Path, dpi: int = 110, control=None,
+               random=None) -> list[tuple[str, Path]]:
     """Every plot that has data, saved as PNG in ``out``: [(title, path)] in report order."""
     out.mkdir(parents=True, exist_ok=True)
     figures = [
-        ("Accuracy per task", "accuracy_by_task", plot_accuracy_by_task(base, adapter, control)),
+        ("Accuracy per task", "accuracy_by_task", plot_accuracy_by_task(base, adapter, control, random)),
         ("Format drift (exploratory)", "format_drift", plot_format_drift(base, adapter)),
     ]
     # Each task's breakdowns (tasks/<task>.py declares them): every breakdown is exploratory, and
@@ -552,12 +571,13 @@ def _number(x: Any) -> str:
 def write_report(run_dir: Path, title: str, comparison: dict[str, Any], base: dict[str, Any], adapter: dict[str, Any],
                  log_history: list[dict[str, Any]], config_yaml: str, train_info: dict[str, Any] | None,
                  dpi: int = 110, control: dict[str, Any] | None = None,
-                 control_train_infos: dict[str, dict[str, Any] | None] | None = None) -> Path:
+                 control_train_infos: dict[str, dict[str, Any] | None] | None = None,
+                 random: dict[str, Any] | None = None) -> Path:
     """``control``: the placebo adapter's metrics, when the control arm ran (then spelling vs
     placebo is the headline); ``control_train_infos``: each control adapter's train_info.json (by
     label; None where that arm did not train here), for the training check."""
     out = run_dir / "report"
-    plots = make_plots(base, adapter, log_history, out / "plots", dpi, control)
+    plots = make_plots(base, adapter, log_history, out / "plots", dpi, control, random)
     table = comparison_table(comparison)
     notes = drift_notes(comparison)
     if "control" in comparison:

@@ -59,7 +59,9 @@ def run_report_stage(ctx: RunContext) -> Path:
                        read_json(metrics_file(adapter_dir)), log_history, config_yaml, train_info,
                        dpi=cfg.report.dpi, control=control,
                        control_train_infos={"placebo adapter": _train_info(layout.control_adapter),
-                                            "random-letters adapter": _train_info(layout.random_adapter)})
+                                            "random-letters adapter": _train_info(layout.random_adapter)},
+                       random=read_json(metrics_file(comparison["random_dir"])) if "random_dir" in comparison
+                       else None)
     ctx.tracker.artifact(out, f"report-{run_dir.name}", "report")
     who = "base vs the control arms vs the spelling adapter" if "control" in comparison else "base vs LoRA adapter"
     print(f"\n== Answer: {who} on hold-out words ==\n")
