@@ -284,9 +284,15 @@ def test_llamacpp_backend_runs_the_pipeline_with_the_same_outputs(smoke_run, tmp
         hf, llama = (json.loads((root / d / "metrics.json").read_text()) for root in (smoke_run[0], run))
         assert llama["meta"]["identity"]["generation"]["backend"] == "llamacpp"
         hf["meta"].pop("identity"), llama["meta"].pop("identity")
+        # a server cannot score candidate answers: forced choice is the hf backend's alone, and said so
+        assert "forced_choice" in hf and "forced_choice" not in llama
+        hf.pop("forced_choice")
         assert _shape(llama) == _shape(hf)
         assert (run / d / "llamacpp_server.log").is_file()  # beside the evaluation, not in the cache entry
     hf, llama = (json.loads((root / "compare" / "comparison.json").read_text()) for root in (smoke_run[0], run))
+    for e in [*hf["tasks"].values(), hf["overall"]]:
+        e.pop("forced_choice")
     assert _shape(llama) == _shape(hf)
+    assert "the llamacpp backend cannot score candidate answers; generation only" in r.stdout + r.stderr
     assert (run / "report" / "report.html").is_file() and "== Answer: base vs LoRA adapter" in r.stdout
     assert "Evaluation: model smollm2_135m, backend llamacpp," in (run / "report" / "report.md").read_text()
