@@ -271,7 +271,8 @@ def plot_study(s: dict[str, Any], dpi: int = 110) -> bytes:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)  # below: never over a point
     fig.suptitle("Every training seed's effect beside the pooled effect", fontsize=11)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    height = 2.6 * len(contrasts)
+    fig.tight_layout(rect=(0, 0.35 / height, 1, 1 - 0.3 / height))  # room for the legend below, the title above
     return fig_png(fig, dpi)
 
 
