@@ -220,9 +220,14 @@ def test_ctrl_c_during_the_data_build_leaves_no_cache_entry_and_the_rerun_builds
     env = {**os.environ, "SPELLING_EXP_CACHE_DIR": str(tmp_path / "cache")}
     cmd = [sys.executable, "-m", "spelling_exp", "stage=data", f"output_dir={tmp_path}/run"]
     p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(4)  # inside the build (~7 s at the default size)
+    seen = []
+    for line in p.stdout:  # wait until the build has started, however loaded the machine is
+        seen.append(line)
+        if "english tokens:" in line:  # step 1 of the build done, the examples (~5 s) under way
+            break
+    time.sleep(0.5)
     p.send_signal(signal.SIGINT)
-    out, _ = p.communicate(timeout=60)
+    out = "".join(seen) + p.communicate(timeout=60)[0]
     assert p.returncode == 130 and "interrupted by SIGINT; rerun the same command to resume" in out
     assert "Traceback" not in out
     data = tmp_path / "cache" / "data"
