@@ -106,16 +106,21 @@ def test_ray_sweep_on_real_cluster(ray_cluster, tmp_path, cache_dir):
 @pytest.mark.slow
 def test_ray_failing_job_is_isolated(ray_cluster, tmp_path, cache_dir):
     sweep = tmp_path / "ray_fail"
-    # job 1's hold-out lengths are impossible: it fails its config check; job 0 must still complete
+    # job 1's hold-out word list is too short: it passes every up-front check (sweep_checks.py would
+    # refuse a bad value before any job) and fails inside its data build; job 0 must still complete
+    few = tmp_path / "few_words.txt"
+    few.write_text("pelican\nbanana\n")
+    good = ROOT / "tests" / "data" / "quickstart_holdout_words.txt"
     r = run_cli("-m", "+experiment=smoke", "stage=data", *RAY, "hydra.launcher.cpus_per_job=1",
-                "data.holdout.min_length=4,99", f"hydra.sweep.dir={sweep}", timeout=600)
+                "data.holdout.source=file", f"data.holdout.path={good},{few}", f"hydra.sweep.dir={sweep}",
+                timeout=600)
     assert r.returncode == 1, (r.stdout + r.stderr)[-4000:]
     results = {j.name: json.loads((j / "job_result.json").read_text()) for j in _jobs(sweep)}
     assert results["0"]["status"] == "complete" and results["0"]["ray"]["task_id"]
-    assert results["1"]["status"] == "failed" and "min_length (99) > max_length" in results["1"]["error"]
-    assert "FAILED job 1 (data.holdout.min_length=99)" in r.stdout
+    assert results["1"]["status"] == "failed" and "pass the filters" in results["1"]["error"]
+    assert "FAILED job 1 (data.holdout.path=" in r.stdout
     s = run_cli("stage=status", f"sweep_dir={sweep}")
-    assert "1 complete, 1 failed" in s.stdout and "min_length (99)" in s.stdout, s.stdout
+    assert "1 complete, 1 failed" in s.stdout and "pass the filters" in s.stdout, s.stdout
 
 
 @pytest.mark.slow
@@ -156,7 +161,7 @@ def test_ray_preempted_training_job_resumes_into_the_same_wandb_run(ray_cluster,
 @pytest.mark.slow
 @pytest.mark.parametrize("override,message", [
     ("hydra.launcher.cpus_per_job=512", "hydra.launcher.cpus_per_job=512: no node of the Ray cluster has 512 CPU"),
-    ("paths.cache_dir={blocked}/cache", "paths.cache_dir={blocked}/cache: cannot write there"),
+    ("paths.cache_dir={blocked}/cache", "paths.cache_dir={blocked}/cache: {blocked} is a file, not a directory"),
 ])
 def test_ray_refuses_bad_cluster_settings_before_any_job(ray_cluster, tmp_path, override, message):
     blocked = tmp_path / "a_file"

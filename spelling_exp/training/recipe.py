@@ -106,7 +106,8 @@ def validate_train_config(train: TrainConfig, lora: LoraConfig) -> None:
 
 
 # ------------------------------------------------------------------------------------ setup
-def training_arguments(t: TrainConfig, out: Path, steps: int, precision: str, device: str, evaluate: bool) -> Any:
+def training_arguments(t: TrainConfig, out: Path, steps: int, precision: str, device: str, evaluate: bool,
+                       resuming: bool = False) -> Any:
     """TRL's SFTConfig for these settings. ``padding_free`` and ``packing`` are set to False
     explicitly: unsloth turns padding-free batching on when ``padding_free`` is left unset, and
     LeanSFTTrainer's loss needs padded batches (checked again on the built trainer)."""
@@ -130,8 +131,10 @@ def training_arguments(t: TrainConfig, out: Path, steps: int, precision: str, de
         seed=t.seed, data_seed=t.seed, report_to="none", max_length=t.max_length, completion_only_loss=True,
         padding_free=False, packing=False,
         dataloader_num_workers=0, disable_tqdm=False, save_only_model=False, per_device_eval_batch_size=t.batch_size,
-        # eval_on_start: the curve's first point is the untrained adapter, so "did it fall?" has an answer
-        eval_strategy="steps" if evaluate else "no", eval_steps=t.eval_steps or None, eval_on_start=evaluate)
+        # eval_on_start: the curve's first point is the untrained adapter, so "did it fall?" has an answer;
+        # a resumed run has that point from its first attempt (and its curve continues after the checkpoint)
+        eval_strategy="steps" if evaluate else "no", eval_steps=t.eval_steps or None,
+        eval_on_start=evaluate and not resuming)
 
 
 def setup(job: TrainJob, on_log: LogFn | None = None) -> TrainingSetup:
@@ -167,7 +170,7 @@ def setup(job: TrainJob, on_log: LogFn | None = None) -> TrainingSetup:
              model_cfg.name, backend, device, precision, steps, t.batch_size, t.grad_accum, trainable,
              100 * batching["padding_fraction"])
 
-    args = training_arguments(t, out, steps, precision, device, val_dataset is not None)
+    args = training_arguments(t, out, steps, precision, device, val_dataset is not None, resume is not None)
     preempt = preemption_callback()
     callbacks = [preempt] + ([log_callback(on_log)] if on_log else [])
     trainer = make_trainer_class()(model=model, args=args, train_dataset=dataset, eval_dataset=val_dataset,
