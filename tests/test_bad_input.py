@@ -217,14 +217,19 @@ def test_ctrl_c_during_the_data_build_leaves_no_cache_entry_and_the_rerun_builds
     import sys
     import time
 
-    env = {**os.environ, "SPELLING_EXP_CACHE_DIR": str(tmp_path / "cache")}
+    # unbuffered: the child's log lines arrive as they are written, not in 8 KiB blocks at its end
+    env = {**os.environ, "SPELLING_EXP_CACHE_DIR": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "spelling_exp", "stage=data", f"output_dir={tmp_path}/run"]
-    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # SIGINT at its default in the child: a test before this one may leave it ignored in pytest's
+    # process, and an ignored SIGINT is inherited (the CLI then rightly keeps ignoring it)
+    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     for line in p.stdout:  # wait until the build has started, however loaded the machine is
         seen.append(line)
         if "english tokens:" in line:  # step 1 of the build done, the examples (~5 s) under way
             break
+    assert p.poll() is None, "the build finished before it could be interrupted: " + "".join(seen)[-2000:]
     time.sleep(0.5)
     p.send_signal(signal.SIGINT)
     out = "".join(seen) + p.communicate(timeout=60)[0]
