@@ -108,6 +108,7 @@ def test_sft_arguments_turn_padding_free_off_explicitly(tmp_path):
     assert UNSLOTH_ENV == {"UNSLOTH_DISABLE_AUTO_PADDING_FREE": "1"}
 
 
+@pytest.mark.filterwarnings("error::FutureWarning")  # and checkpointing is passed by its current name
 def test_the_optimizer_is_named_on_every_backend_even_under_unsloths_sftconfig(tmp_path, monkeypatch):
     """Importing unsloth replaces trl.SFTConfig with a class defaulting to adamw_8bit and weight decay
     0.001 (mocked: a subclass with those defaults, as unsloth cannot exist here). The recipe passes

@@ -111,14 +111,15 @@ def training_arguments(t: TrainConfig, out: Path, steps: int, precision: str, de
     """TRL's SFTConfig for these settings. ``padding_free`` and ``packing`` are set to False
     explicitly: unsloth turns padding-free batching on when ``padding_free`` is left unset, and
     LeanSFTTrainer's loss needs padded batches (checked again on the built trainer)."""
-    import inspect
+    import dataclasses
 
     from trl import SFTConfig
 
     # transformers 5 renamed gradient_checkpointing to activation_checkpointing; passing the old name
     # prints a FutureWarning on every training, so pass whichever this version knows. The other one
     # (`is_gradient_checkpointing`) comes from inside transformers and PEFT: setup() silences it.
-    known = inspect.signature(SFTConfig).parameters
+    # the dataclass fields, not __init__'s signature: a patched subclass (unsloth's) may hide it
+    known = {f.name for f in dataclasses.fields(SFTConfig)}
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in known else "gradient_checkpointing"
     return SFTConfig(
         **{checkpointing: t.gradient_checkpointing}, optim=t.optim, weight_decay=t.weight_decay,
