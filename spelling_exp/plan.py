@@ -26,11 +26,8 @@ def _seed_values(sweeper_params: dict[str, Any], overrides: list[str]) -> list[A
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
-    spec = None
-    for key, value in sweeper_params.items():
-        if key == "train.seed":
-            spec = f"train.seed={value}"
-    for o in overrides:
+    spec = f"train.seed={sweeper_params['train.seed']}" if "train.seed" in sweeper_params else None
+    for o in overrides:  # the command line's train.seed=... wins over the preset's sweeper params
         if o.split("=", 1)[0].lstrip("+~") == "train.seed":
             spec = o
     if spec is None:
@@ -47,11 +44,10 @@ def design(overrides: list[str]) -> dict[str, Any]:
     from hydra.errors import HydraException
     from omegaconf import OmegaConf, open_dict, read_write
 
-    from spelling_exp.analysis.plan import resolve_plan
+    from spelling_exp.analysis.plan import declared_plan
     from spelling_exp.config import Stage, conf_dir, register_configs, selected_stages
     from spelling_exp.evaluation.questions import validate_eval_config
     from spelling_exp.stages import validate
-    from spelling_exp.storage.layout import control_expected, random_expected
 
     register_configs()
     # sweep overrides (train.seed=0,1,2) are the design, not a value to compose with
@@ -70,8 +66,7 @@ def design(overrides: list[str]) -> dict[str, Any]:
         raise ConfigError(str(e).splitlines()[0]) from None
     seeds = _seed_values(params, overrides)
     stages = selected_stages(config)
-    plan = resolve_plan(config.analysis, control_expected(stages, config.compare.control),
-                        random_expected(stages, config.compare.random))
+    plan = declared_plan(config)  # exactly the plan the run's compare stage will follow
     return {"experiment": config.experiment_name, "questions_per_task": config.eval.n_questions,
             "samples": config.eval.n_samples, "seeds": len(seeds), "seed_values": seeds,
             "control_trained": Stage.train_control in stages, "plan": plan,

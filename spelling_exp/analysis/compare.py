@@ -36,6 +36,7 @@ from spelling_exp.analysis.pooled import adjusted_interval, mde_sign_flip, poole
 from spelling_exp.analysis.stats import holm, paired_diff_ci, paired_test
 from spelling_exp.errors import ConfigError
 from spelling_exp.storage.io import atomic_write_json, iter_jsonl, read_json
+from spelling_exp.storage.layout import CONTROL_STAGES, RANDOM_STAGES
 
 ALPHA = 0.05
 POWER = 0.8
@@ -90,7 +91,7 @@ def _per_question(pred_path: Path) -> dict[str, dict[str, float | None]]:
     return out
 
 
-def _forced_choice(eval_dir: Path) -> dict[str, float]:
+def forced_choice_scores(eval_dir: Path) -> dict[str, float]:
     """Per question: 1 if the most probable candidate answer is right (evaluation/forced_choice.py)."""
     path = Path(eval_dir) / "forced_choice.jsonl"
     return {r["id"]: float(r["correct"]) for r in iter_jsonl(path)} if path.is_file() else {}
@@ -213,7 +214,7 @@ def compare_evals(base_dir: Path, adapter_dir: Path, n_boot: int = 10000, seed: 
         out["plan"] = plan
     pa, pb = _per_question(base_dir / "predictions.jsonl"), _per_question(adapter_dir / "predictions.jsonl")
     correct = (_field(pa, "correct"), _field(pb, "correct"))
-    fa, fb = _forced_choice(base_dir), _forced_choice(adapter_dir)
+    fa, fb = forced_choice_scores(base_dir), forced_choice_scores(adapter_dir)
     for scope in [*tasks, "overall"]:
         ids = sorted(i for i, q in qa.items() if scope == "overall" or q["task"] == scope)
         clusters = words  # questions about one word move together: every scope is clustered by word
@@ -302,8 +303,7 @@ def compare_with_control(base_dir: Path, adapter_dir: Path, control_dir: Path | 
     return out
 
 
-CONTROL_ARM_STAGES = {"control": ("train_control", "eval_control", "compare.control"),
-                      "random": ("train_random", "eval_random", "compare.random")}
+CONTROL_ARM_STAGES = {"control": (*CONTROL_STAGES, "compare.control"), "random": (*RANDOM_STAGES, "compare.random")}
 
 
 def compare_arms(base_dir: Path, adapter_dir: Path, control_dir: Path | None, plan: dict[str, Any],

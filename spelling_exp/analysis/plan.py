@@ -62,6 +62,15 @@ def resolve_plan(a: AnalysisConfig, has_control: bool, has_random: bool = False)
     return plan
 
 
+def declared_plan(config: Any) -> dict[str, Any]:
+    """The plan a run's compare stage follows, from its config: the control arms its declared stages
+    train or evaluate (config.stages, the design, also when stage=<one> runs) or compare.* names."""
+    from spelling_exp.storage.layout import control_expected, random_expected
+
+    return resolve_plan(config.analysis, control_expected(config.stages, config.compare.control),
+                        random_expected(config.stages, config.compare.random))
+
+
 def plan_hash(plan: dict[str, Any]) -> str:
     return sha256_text(canonical_json({k: v for k, v in plan.items() if k != "hash"}))[:12]
 

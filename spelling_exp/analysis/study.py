@@ -22,6 +22,7 @@ from spelling_exp.analysis.compare import (
     ARM_CONTRASTS,
     ARM_LABELS,
     COMPARISON_FILE,
+    forced_choice_scores,
     identity_differences,
     read_comparison,
 )
@@ -54,8 +55,7 @@ def _scores(eval_dir: Path) -> Scores:
     hits: dict[str, list[tuple[bool, bool]]] = {}
     for r in iter_jsonl(eval_dir / "predictions.jsonl"):
         hits.setdefault(r["id"], []).append((bool(r["correct"]), r["parsed"] is None))
-    fc_path = eval_dir / "forced_choice.jsonl"
-    fc = {r["id"]: float(r["correct"]) for r in iter_jsonl(fc_path)} if fc_path.is_file() else {}
+    fc = forced_choice_scores(eval_dir)
     out = {}
     for i, v in hits.items():
         n, p = len(v), sum(c for c, _ in v) / len(v)

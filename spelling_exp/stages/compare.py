@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from spelling_exp.analysis.compare import compare_arms, comparison_table, write_comparison
-from spelling_exp.analysis.plan import resolve_plan
+from spelling_exp.analysis.plan import declared_plan
 from spelling_exp.config import Config, Stage, selected_stages
 from spelling_exp.errors import ConfigError
 from spelling_exp.stages.context import RunContext
 from spelling_exp.storage.io import atomic_write_text
-from spelling_exp.storage.layout import RunLayout, SweepLayout, control_expected, eval_finished, random_expected
+from spelling_exp.storage.layout import RunLayout, SweepLayout, eval_finished
 
 
 def check(config: Config, run_dir: Path) -> None:
@@ -49,9 +49,7 @@ def check(config: Config, run_dir: Path) -> None:
 
 def analysis_plan(ctx: RunContext) -> dict[str, Any]:
     """The declared plan: a control is expected when this run trains one or names one."""
-    cfg = ctx.cfg
-    return resolve_plan(cfg.analysis, control_expected(cfg.stages, cfg.compare.control),
-                        random_expected(cfg.stages, cfg.compare.random))
+    return declared_plan(ctx.cfg)
 
 
 def run_compare_stage(ctx: RunContext) -> dict[str, Any]:

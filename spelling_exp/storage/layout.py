@@ -42,16 +42,21 @@ def eval_finished(eval_dir: str | Path | None) -> bool:
     return eval_dir is not None and metrics_file(eval_dir).is_file()
 
 
+def arm_expected(arm_stages: tuple[str, str], stages: Iterable[str], configured: str | None = None) -> bool:
+    """Whether the design has a control arm, known from the config before anything runs: the run
+    trains or evaluates it (one of ``arm_stages`` among its stages), or names its evaluation
+    (compare.control / compare.random). Whether it ran: RunLayout.control_eval / random_eval."""
+    return bool(configured) or any(str(s) in arm_stages for s in stages)
+
+
 def control_expected(stages: Iterable[str], configured: str | None = None) -> bool:
-    """Whether the design has a placebo (control) arm, known from the config before anything runs:
-    the run trains or evaluates one (train_control / eval_control among its stages), or names one
-    (compare.control). Whether it ran: RunLayout.control_eval."""
-    return bool(configured) or any(str(s) in CONTROL_STAGES for s in stages)
+    """The placebo (control) arm: train_control / eval_control, or compare.control."""
+    return arm_expected(CONTROL_STAGES, stages, configured)
 
 
 def random_expected(stages: Iterable[str], configured: str | None = None) -> bool:
-    """As control_expected, for the random-letters arm (train_random / eval_random, compare.random)."""
-    return bool(configured) or any(str(s) in RANDOM_STAGES for s in stages)
+    """The random-letters arm: train_random / eval_random, or compare.random."""
+    return arm_expected(RANDOM_STAGES, stages, configured)
 
 
 @dataclass(frozen=True)
@@ -158,19 +163,20 @@ class RunLayout:
         """The adapter's evaluation: compare.adapter when set, else this run's eval_adapter."""
         return Path(configured) if configured else self.eval_adapter
 
-    def control_eval(self, configured: str | None = None) -> Path | None:
-        """Whether the placebo (control) arm ran, and where: compare.control when set, else this run's
-        eval_control once it finished. None: no control arm, the comparison is two-way."""
+    def arm_eval(self, eval_stage: str, configured: str | None = None) -> Path | None:
+        """Whether a control arm ran, and where: its configured evaluation when set, else this run's
+        ``eval_stage`` dir once it finished. None: that arm is not in the comparison."""
         if configured:
             return Path(configured)
-        return self.eval_control if eval_finished(self.eval_control) else None
+        return self.stage_dir(eval_stage) if eval_finished(self.stage_dir(eval_stage)) else None
+
+    def control_eval(self, configured: str | None = None) -> Path | None:
+        """The placebo arm's evaluation: compare.control, else eval_control once it finished."""
+        return self.arm_eval("eval_control", configured)
 
     def random_eval(self, configured: str | None = None) -> Path | None:
-        """The random-letters arm's evaluation, as control_eval: compare.random, else eval_random once
-        it finished; None without that arm."""
-        if configured:
-            return Path(configured)
-        return self.eval_random if eval_finished(self.eval_random) else None
+        """The random-letters arm's evaluation: compare.random, else eval_random once it finished."""
+        return self.arm_eval("eval_random", configured)
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,7 @@ class HFBackend(ChatPrompts):
         if self._model is None:
             self._model = self._load()
         end = self.tok.eos_token_id if self.tok.eos_token_id is not None else self.gen_kwargs["eos_token_id"][0]
+        cache_name = self._cache_kwarg()  # once per call, not per batch
         conts = [self.tok(o, add_special_tokens=False)["input_ids"] + [end] for o in options]
         # the last token (end of turn) is only predicted, never fed: a one-token option costs one position
         k, width = len(conts), max(len(c) for c in conts) - 1
@@ -102,12 +103,12 @@ class HFBackend(ChatPrompts):
             with torch.inference_mode():
                 pre = self._model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=pos, use_cache=True)
                 first = torch.log_softmax(pre.logits[:, -1].float(), dim=-1)  # left padding: the last is real
-                cache = getattr(pre, self._cache_kwarg())
+                cache = getattr(pre, cache_name)
                 cache.batch_repeat_interleave(k)
                 full_mask = torch.cat([mask.repeat_interleave(k, dim=0), cont_mask.repeat(b, 1)], dim=1)
                 cont_pos = pos[:, -1:].repeat_interleave(k, dim=0) + 1 + torch.arange(width, device=self.device)
                 logits = self._model(input_ids=cont_ids.repeat(b, 1), attention_mask=full_mask,
-                                     position_ids=cont_pos, **{self._cache_kwarg(): cache}).logits
+                                     position_ids=cont_pos, **{cache_name: cache}).logits
                 logp = torch.log_softmax(logits.float(), dim=-1).view(b, k, width, -1)
             for row in range(b):
                 out.append([first[row, c[0]].item() + sum(logp[row, i, j - 1, c[j]].item() for j in range(1, len(c)))
